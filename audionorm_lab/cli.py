@@ -1,0 +1,132 @@
+"""``audionorm-lab``: normalize a recording, or measure its loudness, from the shell.
+
+Exit codes: 0 success, 2 bad input, output path, option or usage (one line on
+stderr, no traceback), 130 interrupted. A progress bar goes to stderr when it is
+a terminal; ``--json`` puts the report on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import AudionormError
+from .loudness import integrated_loudness
+from .options import NOISE_PROFILES, NormalizeOptions
+from .pipeline import PASS_NAMES, NormalizeReport, normalize_file
+
+EXIT_BAD_INPUT = 2
+DEFAULTS = NormalizeOptions()
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not the usage block
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _band(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH in Hz, e.g. 100,8000, not {text!r}") from None
+    return low, high
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="audionorm-lab", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    norm = commands.add_parser("normalize", help="noise gate, high-pass, voice band and loudness, streamed")
+    norm.add_argument("input")
+    norm.add_argument("output", help="output file: .wav, .flac, .ogg or .mp3")
+    norm.add_argument("--strategy", choices=["streaming"], default="streaming")
+    norm.add_argument("--chunk-seconds", type=float, default=DEFAULTS.chunk_seconds, metavar="S")
+    norm.add_argument("--overlap-seconds", type=float, default=DEFAULTS.overlap_seconds, metavar="S")
+    norm.add_argument("--target-lufs", type=float, default=DEFAULTS.target_lufs, metavar="L")
+    norm.add_argument("--ceiling-dbfs", type=float, default=DEFAULTS.ceiling_dbfs, metavar="DB")
+    norm.add_argument("--highpass-hz", type=float, default=DEFAULTS.highpass_hz, metavar="F")
+    norm.add_argument("--no-highpass", action="store_true")
+    norm.add_argument("--voice-band-hz", type=_band, default=DEFAULTS.voice_band_hz, metavar="LOW,HIGH")
+    norm.add_argument("--no-voice-band", action="store_true")
+    norm.add_argument("--no-denoise", action="store_true")
+    norm.add_argument("--no-loudness", action="store_true", help="one pass, no gain")
+    norm.add_argument("--noise-profile", choices=NOISE_PROFILES, default=DEFAULTS.noise_profile)
+    norm.add_argument("--subtype", default=None, help="libsndfile subtype of the output, e.g. PCM_16")
+    norm.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    norm.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    loud = commands.add_parser("loudness", help="integrated loudness (LUFS), streamed")
+    loud.add_argument("input")
+    loud.add_argument("--json", action="store_true")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> NormalizeOptions:
+    return NormalizeOptions(
+        chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds, target_lufs=args.target_lufs,
+        ceiling_dbfs=args.ceiling_dbfs, highpass_hz=None if args.no_highpass else args.highpass_hz,
+        voice_band_hz=None if args.no_voice_band else args.voice_band_hz, denoise=not args.no_denoise,
+        normalize_loudness=not args.no_loudness, noise_profile=args.noise_profile, output_subtype=args.subtype,
+    )
+
+
+class _ProgressBars:
+    """One tqdm bar per pass on stderr; silent when stderr is not a terminal."""
+
+    def __init__(self, disable: bool):
+        self.disable, self.bars = disable, {}
+
+    def __call__(self, pass_name: str, done: int, total: int | None) -> None:
+        from tqdm import tqdm
+
+        bar = self.bars.get(pass_name)
+        if bar is None:
+            bar = self.bars[pass_name] = tqdm(total=total, desc=pass_name, unit="frame", unit_scale=True,
+                                              file=sys.stderr, disable=True if self.disable else None, leave=False)
+        bar.update(done - bar.n)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _summary(report: NormalizeReport) -> str:
+    def lufs(value):
+        return "-inf" if value is None or value == float("-inf") else f"{value:.2f}"
+
+    lines = [
+        f"{report.input_path} -> {report.output_path}",
+        f"  {report.input_seconds:.2f} s, {report.sample_rate} Hz, {report.channels} ch, {report.chunks} chunks",
+        f"  loudness {lufs(report.loudness_in_lufs)} LUFS in, {lufs(report.loudness_out_lufs)} LUFS out, "
+        f"gain {report.gain_db:+.2f} dB, peak {report.output_peak_dbfs:.2f} dBFS",
+        "  seconds per pass: " + ", ".join(f"{name} {report.pass_seconds[name]:.2f}" for name in PASS_NAMES),
+    ]
+    return "\n".join(lines + [f"  note: {note}" for note in report.notes])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "loudness":
+            lufs = integrated_loudness(args.input)
+            print(json.dumps({"input": args.input, "integrated_lufs": lufs if lufs > float("-inf") else None})
+                  if args.json else f"{lufs:.2f} LUFS")
+            return 0
+        progress = _ProgressBars(disable=args.quiet or args.json)
+        try:
+            report = normalize_file(args.input, args.output, options_from_args(args), progress=progress)
+        finally:
+            progress.close()
+        print(json.dumps(report.to_dict(), indent=2) if args.json else _summary(report))
+        return 0
+    except AudionormError as exc:
+        print(f"audionorm-lab: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("audionorm-lab: interrupted; no output written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

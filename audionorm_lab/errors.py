@@ -1,0 +1,42 @@
+"""The errors the toolkit raises for bad input, each naming the file and the cause.
+
+The CLI turns any :class:`AudionormError` into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class AudionormError(Exception):
+    """Base class: the input, the output path or an option cannot be used as given."""
+
+
+class InputNotFoundError(AudionormError):
+    """The input path does not exist or is not a regular file."""
+
+
+class EmptyInputError(AudionormError):
+    """The input file has zero bytes, or decodes to zero audio frames."""
+
+
+class NotAudioError(AudionormError):
+    """Neither libsndfile nor ffmpeg recognises the file as audio."""
+
+
+class DecodeError(AudionormError):
+    """The decoder started but failed part-way (its last message is included)."""
+
+
+class UnsupportedFormatError(AudionormError):
+    """The output extension names a format no sink here can write."""
+
+
+class OutputPathError(AudionormError):
+    """The output cannot be written: missing or unwritable folder, or the same file as the input."""
+
+
+class OptionError(AudionormError):
+    """An option is out of range for this input (for example a cutoff above Nyquist)."""
+
+
+class FfmpegNotFoundError(AudionormError):
+    """ffmpeg or ffprobe is needed for this input and is not on PATH."""

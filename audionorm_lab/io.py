@@ -1,0 +1,346 @@
+"""Audio in and out, in blocks: memory never depends on the file's length.
+
+Sources yield float32 blocks shaped ``(frames, channels)``. Files libsndfile reads
+(wav, flac, ogg, mp3 on libsndfile >= 1.1) are read with :mod:`soundfile`; anything
+else (m4a/aac, opus in other containers, the audio of video files) is decoded by an
+``ffmpeg`` subprocess writing raw float32 to a pipe, which is always reaped.
+
+Sinks write blocks to a temporary file in the target folder and rename it into
+place only when the whole output is written, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+
+from .errors import (
+    DecodeError,
+    EmptyInputError,
+    FfmpegNotFoundError,
+    InputNotFoundError,
+    NotAudioError,
+    OutputPathError,
+    UnsupportedFormatError,
+)
+
+#: Output extension -> (libsndfile major format, default subtype).
+SINK_FORMATS: dict[str, tuple[str, str]] = {
+    ".wav": ("WAV", "FLOAT"),
+    ".flac": ("FLAC", "PCM_24"),
+    ".ogg": ("OGG", "VORBIS"),
+    ".mp3": ("MP3", "MPEG_LAYER_III"),
+}
+
+_WAV_LIMIT_BYTES = 0xFFFF_FFFF - 1024  # RIFF sizes are 32-bit; above this write RF64
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a cheap probe says about a file, without decoding it.
+
+    Attributes
+    ----------
+    path : Path
+    sample_rate : int
+        Hz.
+    channels : int
+    frames : int or None
+        Frames per channel the container declares (None when it does not say).
+        A truncated file may decode to fewer.
+    format : str
+        libsndfile's major format (``"WAV"``, ``"MP3"``...) or ffprobe's format name.
+    decoder : str
+        ``"soundfile"`` or ``"ffmpeg"``: which source :func:`open_source` will use.
+    """
+
+    path: Path
+    sample_rate: int
+    channels: int
+    frames: int | None
+    format: str
+    decoder: str
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Declared duration in seconds, or None when unknown."""
+        return None if self.frames is None else self.frames / self.sample_rate
+
+    @property
+    def decoded_bytes(self) -> int | None:
+        """Size of the whole file decoded to float32 samples, in bytes."""
+        return None if self.frames is None else self.frames * self.channels * 4
+
+
+def _tool(name: str, path: Path) -> str:
+    exe = shutil.which(name)
+    if exe is None:
+        raise FfmpegNotFoundError(
+            f"{path}: not a format libsndfile reads, and {name} is not installed to decode it "
+            f"(install ffmpeg, e.g. `apt-get install ffmpeg`)"
+        )
+    return exe
+
+
+def _check_input(path: Path) -> None:
+    if not path.exists():
+        raise InputNotFoundError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputNotFoundError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise EmptyInputError(f"{path}: file is empty (0 bytes)")
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def _ffprobe(path: Path) -> AudioInfo:
+    cmd = [
+        _tool("ffprobe", path), "-v", "error", "-select_streams", "a:0",
+        "-show_entries", "stream=sample_rate,channels,duration:format=duration,format_name",
+        "-of", "json", str(path),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise NotAudioError(f"{path}: not an audio file ({_last_line(result.stderr)})")
+    probed = json.loads(result.stdout or "{}")
+    streams = probed.get("streams") or []
+    if not streams:
+        raise NotAudioError(f"{path}: no audio stream found")
+    stream, container = streams[0], probed.get("format", {})
+    rate, channels = int(stream.get("sample_rate", 0)), int(stream.get("channels", 0))
+    if rate <= 0 or channels <= 0:
+        raise NotAudioError(f"{path}: audio stream without a sample rate or channel count")
+    duration = stream.get("duration") or container.get("duration")
+    frames = round(float(duration) * rate) if duration not in (None, "N/A") else None
+    return AudioInfo(path, rate, channels, frames, container.get("format_name", "?"), "ffmpeg")
+
+
+def probe(path: str | os.PathLike) -> AudioInfo:
+    """Describe an audio file without decoding it.
+
+    Raises
+    ------
+    InputNotFoundError, EmptyInputError, NotAudioError, FfmpegNotFoundError
+    """
+    path = Path(path)
+    _check_input(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError):
+        return _ffprobe(path)
+    if info.frames == 0:
+        raise EmptyInputError(f"{path}: contains no audio frames")
+    return AudioInfo(path, info.samplerate, info.channels, info.frames, info.format, "soundfile")
+
+
+class AudioSource:
+    """Blocks of float32 frames from one file; use as a context manager.
+
+    ``read(frames)`` returns up to ``frames`` frames, shape ``(n, channels)``;
+    fewer only at the end of the stream, and an empty array after it.
+    """
+
+    def __init__(self, info: AudioInfo):
+        self.info = info
+        self.frames_read = 0
+
+    def read(self, frames: int) -> np.ndarray:
+        block = self._read(frames)
+        self.frames_read += len(block)
+        return block
+
+    def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
+        """Yield consecutive blocks of ``block_frames`` frames (the last may be shorter)."""
+        while True:
+            block = self.read(block_frames)
+            if len(block) == 0:
+                return
+            yield block
+
+    def _read(self, frames: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> "AudioSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class SoundfileSource(AudioSource):
+    """A file libsndfile decodes (wav, flac, ogg, mp3...)."""
+
+    def __init__(self, info: AudioInfo):
+        super().__init__(info)
+        try:
+            self._file = sf.SoundFile(str(info.path))
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise DecodeError(f"{info.path}: cannot open ({exc})") from None
+
+    def _read(self, frames: int) -> np.ndarray:
+        try:
+            return self._file.read(frames, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise DecodeError(f"{self.info.path}: decoding failed after {self.frames_read} frames ({exc})") from None
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class FfmpegSource(AudioSource):
+    """Any format ffmpeg decodes, read as raw float32 from its stdout in fixed-size reads."""
+
+    def __init__(self, info: AudioInfo):
+        super().__init__(info)
+        self._stderr = tempfile.TemporaryFile()
+        cmd = [
+            _tool("ffmpeg", info.path), "-nostdin", "-v", "error", "-i", str(info.path),
+            "-map", "0:a:0", "-vn", "-f", "f32le", "-acodec", "pcm_f32le",
+            "-ac", str(info.channels), "-ar", str(info.sample_rate), "pipe:1",
+        ]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr)
+        self._done = False
+
+    def _read(self, frames: int) -> np.ndarray:
+        channels = self.info.channels
+        if self._done:
+            return np.zeros((0, channels), np.float32)
+        frame_bytes = 4 * channels
+        data = self._proc.stdout.read(frames * frame_bytes)
+        if len(data) < frames * frame_bytes:
+            self._finish()
+            data = data[: len(data) - len(data) % frame_bytes]
+        return np.frombuffer(data, dtype="<f4").reshape(-1, channels).astype(np.float32)
+
+    def _finish(self) -> None:
+        self._done = True
+        returncode = self._proc.wait()
+        if returncode != 0:
+            self._stderr.seek(0)
+            message = _last_line(self._stderr.read().decode(errors="replace"))
+            raise DecodeError(f"{self.info.path}: ffmpeg failed after {self.frames_read} frames ({message})")
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._proc.stdout.close()
+        self._stderr.close()
+
+
+def open_source(info_or_path: AudioInfo | str | os.PathLike) -> AudioSource:
+    """Open a block source for a probed file (or probe the path first)."""
+    info = info_or_path if isinstance(info_or_path, AudioInfo) else probe(info_or_path)
+    return SoundfileSource(info) if info.decoder == "soundfile" else FfmpegSource(info)
+
+
+def check_output_path(dst: str | os.PathLike, src: str | os.PathLike | None = None) -> Path:
+    """Check that ``dst`` can be written as a new file, before any work is done.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        The extension is not one of :data:`SINK_FORMATS`.
+    OutputPathError
+        The folder is missing or unwritable, or ``dst`` is the input itself.
+    """
+    dst = Path(dst)
+    if dst.suffix.lower() not in SINK_FORMATS:
+        raise UnsupportedFormatError(
+            f"{dst}: cannot write '{dst.suffix or '(no extension)'}' files; use one of {', '.join(SINK_FORMATS)}"
+        )
+    folder = dst.parent
+    if not folder.is_dir():
+        raise OutputPathError(f"{dst}: output folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{dst}: output folder {folder} is not writable")
+    if dst.is_dir():
+        raise OutputPathError(f"{dst}: is a folder")
+    if src is not None and dst.exists() and os.path.samefile(dst, src):
+        raise OutputPathError(f"{dst}: output would overwrite the input")
+    return dst
+
+
+class AtomicSink:
+    """Write float32 ``(frames, channels)`` blocks to a temporary file, renamed into place on success.
+
+    Used as a context manager: on an exception, the temporary file is removed and
+    ``path`` is left as it was.
+
+    Parameters
+    ----------
+    path : path-like
+        Final output file; its extension picks the format (see :data:`SINK_FORMATS`).
+    sample_rate : int
+        Hz.
+    channels : int
+    subtype : str, optional
+        libsndfile subtype (``"PCM_16"``, ``"FLOAT"``...); the format's default otherwise.
+    expected_frames : int, optional
+        Used to switch a ``.wav`` to RF64 when it would pass the 4 GiB RIFF limit.
+    """
+
+    def __init__(self, path, sample_rate: int, channels: int, subtype: str | None = None,
+                 expected_frames: int | None = None):
+        self.path = check_output_path(path)
+        major, default_subtype = SINK_FORMATS[self.path.suffix.lower()]
+        self.subtype = subtype or default_subtype
+        if major == "WAV" and expected_frames is not None:
+            width = 4 if self.subtype in ("FLOAT", "PCM_32") else 8 if self.subtype == "DOUBLE" else 3
+            if expected_frames * channels * width > _WAV_LIMIT_BYTES:
+                major = "RF64"
+        self.format, self.sample_rate, self.channels = major, sample_rate, channels
+        self.frames_written = 0
+        self._tmp: Path | None = None
+        self._file: sf.SoundFile | None = None
+
+    def __enter__(self) -> "AtomicSink":
+        try:
+            fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
+        except OSError as exc:
+            raise OutputPathError(f"{self.path}: cannot create a file in {self.path.parent} ({exc.strerror})") from None
+        os.close(fd)
+        self._tmp = Path(name)
+        try:
+            self._file = sf.SoundFile(name, "w", samplerate=self.sample_rate, channels=self.channels,
+                                      format=self.format, subtype=self.subtype)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+            self._tmp.unlink(missing_ok=True)
+            raise UnsupportedFormatError(
+                f"{self.path}: cannot write {self.format}/{self.subtype} at {self.sample_rate} Hz, "
+                f"{self.channels} channels ({exc})"
+            ) from None
+        return self
+
+    def write(self, block: np.ndarray) -> None:
+        self._file.write(block)
+        self.frames_written += len(block)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._file.close()
+            if exc_type is None:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(self._tmp, 0o666 & ~umask)
+                os.replace(self._tmp, self.path)
+                return
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
+        self._tmp.unlink(missing_ok=True)

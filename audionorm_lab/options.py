@@ -1,0 +1,72 @@
+"""NormalizeOptions: the one place every option is defined (CLI, API, harness, notebooks)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from .errors import OptionError
+
+NOISE_PROFILES = ("file", "chunk")
+
+
+@dataclass(frozen=True)
+class NormalizeOptions:
+    """How to normalize a recording.
+
+    Parameters
+    ----------
+    chunk_seconds : float
+        Audio processed at a time, seconds. Memory grows with it, not with the file.
+        ``math.inf`` processes the whole input as one chunk (whole-file processing).
+    overlap_seconds : float
+        Context margin read on each side of a chunk and thrown away after noise
+        reduction (overlap-save), seconds. At least the gate's time support
+        (about 0.08 s at 44.1 kHz) makes chunked output match whole-file output.
+    target_lufs : float
+        Integrated loudness of the output, LUFS (EBU R128: -23).
+    ceiling_dbfs : float
+        Highest sample peak allowed in the output, dBFS; the gain is lowered to respect it.
+    highpass_hz : float or None
+        High-pass cutoff, Hz; None switches the stage off.
+    voice_band_hz : (float, float) or None
+        Speech band-pass edges, Hz; None switches the stage off.
+    denoise : bool
+        Stationary spectral gating (noisereduce).
+    normalize_loudness : bool
+        Measure in a first pass and apply gain in a second; False makes one pass, no gain.
+    noise_profile : {"file", "chunk"}
+        ``"file"``: one noise profile, from the start of the file, for every chunk
+        (what whole-file processing does). ``"chunk"``: each chunk profiles itself,
+        as the naive per-chunk fix does; with ``overlap_seconds=0`` this shows its seams.
+    output_subtype : str or None
+        libsndfile subtype of the output (``"PCM_16"``...); None picks the format's default.
+    """
+
+    chunk_seconds: float = 10.0
+    overlap_seconds: float = 0.5
+    target_lufs: float = -23.0
+    ceiling_dbfs: float = -1.0
+    highpass_hz: float | None = 80.0
+    voice_band_hz: tuple[float, float] | None = (100.0, 8000.0)
+    denoise: bool = True
+    normalize_loudness: bool = True
+    noise_profile: str = "file"
+    output_subtype: str | None = None
+
+    def __post_init__(self):
+        if not self.chunk_seconds > 0:  # math.inf: the whole input as one chunk
+            raise OptionError(f"chunk length must be a positive number of seconds, not {self.chunk_seconds}")
+        if not (math.isfinite(self.overlap_seconds) and self.overlap_seconds >= 0):
+            raise OptionError(f"overlap must be zero or more seconds, not {self.overlap_seconds}")
+        if not (math.isfinite(self.target_lufs) and -70 < self.target_lufs < 0):
+            raise OptionError(f"target loudness must lie between -70 and 0 LUFS, not {self.target_lufs}")
+        if not (math.isfinite(self.ceiling_dbfs) and self.ceiling_dbfs <= 0):
+            raise OptionError(f"peak ceiling must be at most 0 dBFS, not {self.ceiling_dbfs}")
+        if self.noise_profile not in NOISE_PROFILES:
+            raise OptionError(f"noise profile must be one of {', '.join(NOISE_PROFILES)}, not {self.noise_profile!r}")
+        if self.voice_band_hz is not None:
+            object.__setattr__(self, "voice_band_hz", tuple(float(f) for f in self.voice_band_hz))
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,389 @@
+"""The chunk scheduler: two passes over a stream in chunks, constant memory.
+
+Pass 0 (profile) reads the head of the file for the noise profile. Pass 1
+(measure) runs the chain (noise gate, high-pass, voice band) chunk by chunk and
+keeps only summaries: the integrated loudness meter's 100 ms energies and the
+peak. Pass 2 (apply) runs the same chain again from a reset state, applies the
+gain those figures call for, and writes blocks to the sink. Running the chain
+twice costs CPU but no disk and no memory; its output is identical both times.
+
+Each chunk is handed to the noise gate with ``overlap_seconds`` of audio on each
+side, and only its middle is kept (overlap-save); the IIR stages carry their state
+from chunk to chunk instead. Memory is O(chunk + 2 x overlap) samples plus
+O(duration / 100 ms) floats.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .errors import EmptyInputError
+from .io import AtomicSink, AudioInfo, check_output_path, open_source, probe
+from .loudness import LoudnessMeter
+from .options import NormalizeOptions
+from .stages import NOISE_PROFILE_FRAMES, Gain, IIRFilter, NoiseGate, highpass, limit_gain, voice_band
+
+#: ``progress(pass_name, frames_done, frames_expected)``; frames_expected may be None.
+ProgressCallback = Callable[[str, int, "int | None"], None]
+
+PASS_NAMES = ("profile", "measure", "apply")
+
+
+@dataclass
+class NormalizeReport:
+    """What a normalization did, in the units its names say.
+
+    ``loudness_in_lufs`` is the input as it is; ``loudness_before_gain_lufs`` the
+    chain's output before the gain (what the gain is computed from);
+    ``loudness_out_lufs`` is measured on the samples written. ``notes`` says, in
+    words, anything repaired, cut short, clamped or skipped.
+    """
+
+    input_path: str
+    output_path: str | None
+    decoder: str
+    sample_rate: int
+    channels: int
+    input_frames_expected: int | None
+    input_frames: int
+    output_frames: int
+    input_seconds: float
+    output_seconds: float
+    truncated: bool
+    loudness_in_lufs: float
+    loudness_before_gain_lufs: float | None
+    loudness_out_lufs: float
+    target_lufs: float | None
+    gain_db: float
+    gain_limited_by_ceiling: bool
+    peak_before_gain_dbfs: float
+    output_peak_dbfs: float
+    chunks: int
+    chunk_frames: int
+    overlap_frames: int
+    nonfinite_samples_repaired: int
+    stages: list[str]
+    pass_seconds: dict[str, float]
+    options: dict
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-ready: ``-inf`` loudness becomes None."""
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+
+
+class ArraySource:
+    """A source over an array already in memory, for whole-array processing and tests."""
+
+    def __init__(self, samples: np.ndarray, sample_rate: int):
+        samples = np.asarray(samples, dtype=np.float32)
+        self.samples = samples[:, None] if samples.ndim == 1 else samples
+        self.info = AudioInfo(Path("<array>"), sample_rate, self.samples.shape[1], len(self.samples), "array", "array")
+        self.frames_read = 0
+
+    def read(self, frames: int) -> np.ndarray:
+        block = self.samples[self.frames_read: self.frames_read + frames]
+        self.frames_read += len(block)
+        return block
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _db(linear: float) -> float:
+    return 20.0 * math.log10(linear) if linear > 0 else float("-inf")
+
+
+class _Chain:
+    """The stages one normalization uses, built for one input's rate and channel count."""
+
+    def __init__(self, info: AudioInfo, options: NormalizeOptions):
+        rate, channels = info.sample_rate, info.channels
+        self.options, self.sample_rate, self.channels = options, rate, channels
+        self.notes: list[str] = []
+        self.filters: list[IIRFilter] = []
+        if options.highpass_hz is not None:
+            self.filters.append(highpass(options.highpass_hz, rate, channels))
+        if options.voice_band_hz is not None:
+            band, note = voice_band(*options.voice_band_hz, rate, channels)
+            self.filters.append(band)
+            if note:
+                self.notes.append(note)
+        # Geometry of the noise gate (the same for every profile at this rate).
+        self.gate: NoiseGate | None = None
+        self.denoise = options.denoise
+        probe_gate = NoiseGate(np.zeros(4096, np.float32), rate) if self.denoise else None
+        alignment = probe_gate.alignment_frames if probe_gate else 1
+        self.gate_context_frames = probe_gate.context_frames if probe_gate else 0
+        self.chunk_frames = self._frames(options.chunk_seconds, alignment, info.frames, minimum=alignment)
+        self.overlap_frames = self._frames(options.overlap_seconds, alignment, info.frames, minimum=0) if self.denoise else 0
+        if self.denoise and 0 < self.overlap_frames < self.gate_context_frames:
+            self.notes.append(
+                f"overlap {options.overlap_seconds:g} s is shorter than the noise gate's context "
+                f"({self.gate_context_frames / rate:.3f} s): chunk boundaries will differ from whole-file output")
+
+    def _frames(self, seconds: float, alignment: int, total: int | None, minimum: int) -> int:
+        """``seconds`` as frames on the gate's hop grid; ``inf`` means the whole input."""
+        if math.isinf(seconds):
+            return (total or 2**40) + alignment
+        frames = int(math.ceil(seconds * self.sample_rate / alignment)) * alignment
+        return max(minimum, frames)
+
+    def stage_names(self) -> list[str]:
+        names = ["noise gate (stationary spectral gating)"] if self.denoise else []
+        return names + [f.name for f in self.filters]
+
+    def reset(self) -> None:
+        for stage in self.filters:
+            stage.reset()
+
+    def run(self, padded: np.ndarray, lead: int, core: int) -> np.ndarray:
+        """Chain output for the ``core`` frames starting ``lead`` frames into ``padded``."""
+        if self.gate is not None:
+            x = self.gate.process(padded)[lead: lead + core]
+        else:
+            x = padded[lead: lead + core]
+        for stage in self.filters:
+            x = stage.process(x)
+        return x
+
+
+def context_chunks(read: Callable[[int], np.ndarray], channels: int, chunk_frames: int, overlap_frames: int
+                   ) -> Iterator[tuple[np.ndarray, int, int]]:
+    """Cut a stream into chunks that carry ``overlap_frames`` of context on each side.
+
+    Yields ``(padded, lead, core)``: the chunk proper is ``padded[lead:lead + core]``.
+    At the start and end of the stream there is no context to add, so there the
+    padding is shorter (never zeros). Holds at most ``chunk_frames + 2 * overlap_frames``
+    frames.
+
+    Parameters
+    ----------
+    read : callable
+        ``read(n)`` returns up to ``n`` float32 ``(frames, channels)`` frames, fewer only at the end.
+    channels : int
+    chunk_frames, overlap_frames : int
+        Samples per channel.
+    """
+    buffer = np.zeros((0, channels), np.float32)
+    buffer_start = 0  # stream position of buffer[0], frames
+    core_start = 0
+    ended = False
+    while True:
+        wanted_end = core_start + chunk_frames + overlap_frames
+        if not ended and buffer_start + len(buffer) < wanted_end:
+            block = read(wanted_end - buffer_start - len(buffer))
+            ended = len(block) < wanted_end - buffer_start - len(buffer)
+            buffer = np.concatenate([buffer, block]) if len(buffer) else block
+        available_end = buffer_start + len(buffer)
+        if core_start >= available_end:
+            return
+        core_end = min(core_start + chunk_frames, available_end)
+        padded_start = max(0, core_start - overlap_frames)
+        padded_end = min(core_end + overlap_frames, available_end)
+        yield (buffer[padded_start - buffer_start: padded_end - buffer_start],
+               core_start - padded_start, core_end - core_start)
+        core_start = core_end
+        drop = max(0, core_start - overlap_frames) - buffer_start
+        buffer, buffer_start = buffer[drop:], buffer_start + drop
+
+
+class _Reader:
+    """Reads a source, replacing NaN and +-inf samples with 0 and counting them."""
+
+    def __init__(self, source, pass_name: str, progress: ProgressCallback | None):
+        self.source, self.pass_name, self.progress = source, pass_name, progress
+        self.repaired = 0
+
+    def __call__(self, frames: int) -> np.ndarray:
+        block = self.source.read(frames)
+        bad = ~np.isfinite(block)
+        if bad.any():
+            self.repaired += int(bad.sum())
+            block = np.where(bad, np.float32(0.0), block)
+        if self.progress is not None:
+            self.progress(self.pass_name, self.source.frames_read, self.source.info.frames)
+        return block
+
+
+def _noise_clip(open_pass, progress: ProgressCallback | None) -> np.ndarray:
+    with open_pass() as source:
+        return _Reader(source, "profile", progress)(NOISE_PROFILE_FRAMES)
+
+
+def _run(open_pass, chain: _Chain, pass_name: str, progress, consume) -> tuple[int, int, int]:
+    """One pass over the stream: chain output of each chunk goes to ``consume(raw_core, out)``.
+
+    Returns (frames read, chunks, non-finite samples repaired).
+    """
+    chain.reset()
+    options = chain.options
+    chunks = 0
+    with open_pass() as source:
+        reader = _Reader(source, pass_name, progress)
+        for padded, lead, core in context_chunks(reader, chain.channels, chain.chunk_frames, chain.overlap_frames):
+            if chain.denoise and options.noise_profile == "chunk" and (chain.gate is None or core >= 1024):
+                chain.gate = NoiseGate(padded[lead: lead + core], chain.sample_rate)
+            consume(padded[lead: lead + core], chain.run(padded, lead, core))
+            chunks += 1
+        return source.frames_read, chunks, reader.repaired
+
+
+class _Peak:
+    def __init__(self):
+        self.value = 0.0
+
+    def update(self, block: np.ndarray) -> None:
+        if len(block):
+            self.value = max(self.value, float(np.max(np.abs(block))))
+
+
+def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, write, progress) -> NormalizeReport:
+    """The two passes, over any source that ``open_pass()`` opens afresh each time."""
+    chain = _Chain(info, options)
+    rate, channels = info.sample_rate, info.channels
+    seconds = dict.fromkeys(PASS_NAMES, 0.0)
+
+    if chain.denoise and options.noise_profile == "file":
+        started = time.perf_counter()
+        clip = _noise_clip(open_pass, progress)
+        if len(clip) >= 1024:
+            chain.gate = NoiseGate(clip, rate)
+        else:
+            chain.denoise = False
+            chain.notes.append(f"input shorter than one STFT window ({len(clip)} frames): noise reduction skipped")
+        seconds["profile"] = time.perf_counter() - started
+
+    meter_in = LoudnessMeter(rate, channels)
+    meter_before = LoudnessMeter(rate, channels)
+    peak_before = _Peak()
+    gain_db, limited, loudness_before = 0.0, False, None
+    if options.normalize_loudness:
+        started = time.perf_counter()
+
+        def measure(raw, out):
+            meter_in.update(raw)
+            meter_before.update(out)
+            peak_before.update(out)
+
+        frames, _, _ = _run(open_pass, chain, "measure", progress, measure)
+        if frames == 0:
+            raise EmptyInputError(f"{info.path}: decodes to no audio frames")
+        loudness_before = meter_before.integrated()
+        gain_db, limited = limit_gain(meter_before.gain_to(options.target_lufs), peak_before.value,
+                                      options.ceiling_dbfs)
+        if not math.isfinite(loudness_before):
+            chain.notes.append("input is silent (or under 400 ms): loudness is -inf, no gain applied")
+        elif limited:
+            chain.notes.append(
+                f"peak ceiling {options.ceiling_dbfs:g} dBFS limited the gain to {gain_db:.2f} dB: "
+                f"output is below the {options.target_lufs:g} LUFS target")
+        seconds["measure"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    gain = Gain(gain_db)
+    meter_out = LoudnessMeter(rate, channels)
+    peak_out = _Peak()
+
+    def apply(raw, out):
+        if not options.normalize_loudness:
+            meter_in.update(raw)
+            peak_before.update(out)
+        out = gain.process(out)
+        meter_out.update(out)
+        peak_out.update(out)
+        write(out)
+
+    frames, chunks, repaired = _run(open_pass, chain, "apply", progress, apply)
+    if frames == 0:
+        raise EmptyInputError(f"{info.path}: decodes to no audio frames")
+    seconds["apply"] = time.perf_counter() - started
+
+    expected = info.frames
+    truncated = expected is not None and expected - frames > max(4096, expected // 500)
+    if truncated:
+        chain.notes.append(f"input ended early: {frames} of {expected} declared frames decoded "
+                           f"({frames / rate:.2f} of {expected / rate:.2f} s); processed what was there")
+    if repaired:
+        chain.notes.append(f"{repaired} NaN/inf samples replaced with 0")
+    return NormalizeReport(
+        input_path=str(info.path), output_path=None, decoder=info.decoder, sample_rate=rate, channels=channels,
+        input_frames_expected=expected, input_frames=frames, output_frames=frames,
+        input_seconds=frames / rate, output_seconds=frames / rate, truncated=truncated,
+        loudness_in_lufs=meter_in.integrated(), loudness_before_gain_lufs=loudness_before,
+        loudness_out_lufs=meter_out.integrated(),
+        target_lufs=options.target_lufs if options.normalize_loudness else None,
+        gain_db=gain_db, gain_limited_by_ceiling=limited, peak_before_gain_dbfs=_db(peak_before.value),
+        output_peak_dbfs=_db(peak_out.value), chunks=chunks, chunk_frames=min(chain.chunk_frames, frames),
+        overlap_frames=chain.overlap_frames, nonfinite_samples_repaired=repaired, stages=chain.stage_names(),
+        pass_seconds=seconds, options=options.to_dict(), notes=chain.notes,
+    )
+
+
+def _options(options: NormalizeOptions | None, overrides: dict) -> NormalizeOptions:
+    return replace(options or NormalizeOptions(), **overrides)
+
+
+def normalize_file(src: str | os.PathLike, dst: str | os.PathLike, options: NormalizeOptions | None = None,
+                   progress: ProgressCallback | None = None, **overrides) -> NormalizeReport:
+    """Normalize ``src`` into ``dst`` in constant memory; return what was done.
+
+    Parameters
+    ----------
+    src, dst : path-like
+        Input (any format libsndfile or ffmpeg decodes) and output (.wav, .flac, .ogg, .mp3).
+        ``dst`` is written under a temporary name and renamed when complete.
+    options : NormalizeOptions, optional
+    progress : callable, optional
+        ``progress(pass_name, frames_done, frames_expected)``.
+    **overrides
+        Fields of :class:`NormalizeOptions`, e.g. ``chunk_seconds=30``.
+
+    Raises
+    ------
+    AudionormError
+        Bad input, output path or option; no output file is left behind.
+    """
+    options = _options(options, overrides)
+    info = probe(src)
+    dst = check_output_path(dst, src)
+    with AtomicSink(dst, info.sample_rate, info.channels, options.output_subtype, info.frames) as sink:
+        report = _normalize(lambda: open_source(info), info, options, sink.write, progress)
+    report.output_path = str(dst)
+    return report
+
+
+def normalize_array(samples: np.ndarray, sample_rate: int, options: NormalizeOptions | None = None,
+                    **overrides) -> tuple[np.ndarray, NormalizeReport]:
+    """Normalize an in-memory ``(frames, channels)`` array with the same chain and passes.
+
+    With ``chunk_seconds=math.inf`` the whole array is one chunk: this is whole-file
+    processing, the reference the chunked output is compared with.
+    """
+    options = _options(options, overrides)
+    source = ArraySource(samples, sample_rate)
+    if len(source.samples) == 0:
+        raise EmptyInputError("<array>: no audio frames")
+    out = np.empty_like(source.samples)
+    position = 0
+
+    def write(block):
+        nonlocal position
+        out[position: position + len(block)] = block
+        position += len(block)
+
+    report = _normalize(lambda: ArraySource(source.samples, sample_rate), source.info, options, write, None)
+    return out, report

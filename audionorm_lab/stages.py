@@ -1,0 +1,183 @@
+"""The service's operations as stateful block processors.
+
+Each stage takes float32 ``(frames, channels)`` blocks. ``process(block)`` goes on
+from where the last call stopped; ``reset()`` starts a new stream. A stage says how
+much context it needs on each side (``context_frames``) and on which grid chunk
+boundaries must fall (``alignment_frames``); the pipeline, not the stage, supplies
+that context (overlap-save). IIR stages need none: they carry their filter state.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import signal
+
+from .errors import OptionError
+
+#: noisereduce's default ``chunk_size``: with ``clip_noise_stationary`` its noise profile
+#: is taken from this many frames at the start of the signal it is given.
+NOISE_PROFILE_FRAMES = 600_000
+
+
+class IIRFilter:
+    """A Butterworth filter as second-order sections, its state carried across blocks.
+
+    Chunked output equals whole-signal ``scipy.signal.sosfilt`` output to float
+    precision for any block lengths, because the state ``zi`` carries over.
+
+    Parameters
+    ----------
+    sos : ndarray, shape (n_sections, 6)
+    channels : int
+    name : str
+        For reports.
+    """
+
+    context_frames = 0
+    alignment_frames = 1
+
+    def __init__(self, sos: np.ndarray, channels: int, name: str):
+        self.sos, self.channels, self.name = sos, channels, name
+        self.reset()
+
+    def reset(self) -> None:
+        self._zi = np.zeros((self.sos.shape[0], 2, self.channels))
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        out, self._zi = signal.sosfilt(self.sos, block, axis=0, zi=self._zi)
+        return out.astype(np.float32, copy=False)
+
+
+def highpass(cutoff_hz: float, sample_rate: int, channels: int, order: int = 4) -> IIRFilter:
+    """High-pass at ``cutoff_hz`` (Hz), removing rumble and hum's fundamental region."""
+    nyquist = sample_rate / 2
+    if not 0 < cutoff_hz < nyquist:
+        raise OptionError(f"high-pass cutoff {cutoff_hz:g} Hz must lie between 0 and {nyquist:g} Hz (Nyquist)")
+    sos = signal.butter(order, cutoff_hz, "highpass", fs=sample_rate, output="sos")
+    return IIRFilter(sos, channels, f"highpass {cutoff_hz:g} Hz")
+
+
+def voice_band(low_hz: float, high_hz: float, sample_rate: int, channels: int, order: int = 4
+               ) -> tuple[IIRFilter, str | None]:
+    """The service's "isolate vocals": a speech band-pass from ``low_hz`` to ``high_hz`` (Hz).
+
+    When ``high_hz`` is at or above 95 % of Nyquist (for example 8 kHz at a 16 kHz
+    rate) there is nothing above the band to remove, and the stage is a high-pass at
+    ``low_hz``; the second value returned is a note saying so (None otherwise).
+    """
+    nyquist = sample_rate / 2
+    if not 0 < low_hz < high_hz:
+        raise OptionError(f"voice band {low_hz:g}-{high_hz:g} Hz: low edge must be above 0 and below the high edge")
+    if low_hz >= 0.95 * nyquist:
+        raise OptionError(f"voice band low edge {low_hz:g} Hz is above Nyquist ({nyquist:g} Hz)")
+    if high_hz >= 0.95 * nyquist:
+        sos = signal.butter(order, low_hz, "highpass", fs=sample_rate, output="sos")
+        note = (f"voice band upper edge {high_hz:g} Hz is at or above Nyquist at {sample_rate} Hz: "
+                f"voice band applied as a {low_hz:g} Hz high-pass")
+        return IIRFilter(sos, channels, f"voice band {low_hz:g} Hz-Nyquist"), note
+    sos = signal.butter(order, [low_hz, high_hz], "bandpass", fs=sample_rate, output="sos")
+    return IIRFilter(sos, channels, f"voice band {low_hz:g}-{high_hz:g} Hz"), None
+
+
+class NoiseGate:
+    """Stationary spectral gating (noisereduce), with a noise profile fixed up front.
+
+    The profile is computed once, from ``noise_clip``, exactly as
+    ``noisereduce.reduce_noise(..., stationary=True)`` computes it (mean of the
+    channels, first :data:`NOISE_PROFILE_FRAMES` frames, per-frequency mean and
+    standard deviation in dB); every block is then gated against that same profile.
+    The gating itself is noisereduce's own ``spectral_gating_stationary``.
+
+    The gate is stateless between calls, but its output near a block's edges
+    depends on audio outside the block (the STFT window and the mask smoothing).
+    The pipeline therefore hands it blocks with ``context_frames`` of extra audio
+    on each side and keeps only the middle; block starts must fall on the STFT hop
+    grid (``alignment_frames``) so that frames line up with whole-file processing.
+
+    Parameters
+    ----------
+    noise_clip : ndarray, (frames, channels) or (frames,)
+        Audio to take the noise statistics from.
+    sample_rate : int
+        Hz.
+    n_fft : int
+        STFT length in samples (noisereduce's default, 1024).
+    n_std_thresh : float
+        Threshold above the noise mean, in standard deviations of the noise (dB).
+    prop_decrease : float
+        Fraction of the gated energy removed, 0..1.
+    freq_mask_smooth_hz, time_mask_smooth_ms : float
+        Mask smoothing, Hz and milliseconds (noisereduce's defaults).
+    """
+
+    def __init__(self, noise_clip: np.ndarray, sample_rate: int, n_fft: int = 1024, n_std_thresh: float = 1.5,
+                 prop_decrease: float = 1.0, freq_mask_smooth_hz: float = 500, time_mask_smooth_ms: float = 50):
+        from noisereduce.spectralgate.stationary import SpectralGateStationary
+
+        clip = np.asarray(noise_clip, dtype=np.float32)
+        clip = clip.T if clip.ndim == 2 else clip[None, :]
+        clip = clip[:, :NOISE_PROFILE_FRAMES]
+        hop = n_fft // 4
+        min_freq_smooth = sample_rate / (n_fft / 2)
+        self._gate = SpectralGateStationary(
+            y=clip, sr=sample_rate, y_noise=clip, n_std_thresh_stationary=n_std_thresh,
+            chunk_size=NOISE_PROFILE_FRAMES, clip_noise_stationary=True, padding=0, n_fft=n_fft,
+            win_length=None, hop_length=None, time_constant_s=2.0,
+            freq_mask_smooth_hz=max(freq_mask_smooth_hz, min_freq_smooth),
+            time_mask_smooth_ms=max(time_mask_smooth_ms, 1000.0 * hop / sample_rate),
+            tmp_folder=None, prop_decrease=prop_decrease, use_tqdm=False, n_jobs=1,
+        )
+        self.sample_rate, self.n_fft = sample_rate, n_fft
+        self.alignment_frames = hop
+        smoothing_frames = self._gate._smoothing_filter.shape[1] // 2 if self._gate.smooth_mask else 0
+        # A frame's mask depends on frames up to smoothing_frames away; each frame spans n_fft samples.
+        needed = (smoothing_frames + 1) * hop + n_fft
+        self.context_frames = int(math.ceil(needed / hop) * hop)
+
+    @property
+    def noise_threshold_db(self) -> np.ndarray:
+        """Per-frequency gate threshold in dB (n_fft // 2 + 1 values)."""
+        return self._gate.noise_thresh
+
+    def reset(self) -> None:
+        """Nothing to forget: the gate keeps no state between blocks."""
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """Gate one block; a block shorter than ``n_fft`` is zero-padded to it and cut back."""
+        frames = len(block)
+        if frames == 0:
+            return block
+        if frames < self.n_fft:
+            block = np.concatenate([block, np.zeros((self.n_fft - frames, block.shape[1]), block.dtype)])
+        gated = self._gate.spectral_gating_stationary(np.ascontiguousarray(block.T))
+        return gated.T[:frames].astype(np.float32, copy=False)
+
+
+def limit_gain(gain_db: float, peak: float, ceiling_dbfs: float) -> tuple[float, bool]:
+    """Lower ``gain_db`` (dB) so that a sample peak of ``peak`` (linear, 1.0 = 0 dBFS) stays under
+    ``ceiling_dbfs`` (dBFS). Returns the gain and whether the ceiling lowered it."""
+    if peak <= 0.0:
+        return gain_db, False
+    headroom_db = ceiling_dbfs - 20.0 * math.log10(peak)
+    if gain_db > headroom_db:
+        return headroom_db, True
+    return gain_db, False
+
+
+class Gain:
+    """A fixed gain in dB, applied sample by sample (no context, no state)."""
+
+    context_frames = 0
+    alignment_frames = 1
+
+    def __init__(self, gain_db: float):
+        self.gain_db = gain_db
+        self._factor = np.float32(10.0 ** (gain_db / 20.0))
+
+    def reset(self) -> None:
+        """Nothing to forget."""
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        return block * self._factor
