@@ -127,6 +127,30 @@ def _ffprobe(path: Path) -> AudioInfo:
     return AudioInfo(path, rate, channels, frames, container.get("format_name", "?"), "ffmpeg")
 
 
+def _declared_wav_frames(path: Path) -> int | None:
+    """Frames a RIFF/WAVE header declares in its data chunk, or None.
+
+    libsndfile quietly shortens a truncated wav to what is on disk; the header
+    still says how long it should be, which is how a cut-short file is noticed.
+    """
+    with open(path, "rb") as f:
+        if f.read(12)[:4] != b"RIFF":
+            return None
+        block_align = None
+        while True:
+            header = f.read(8)
+            if len(header) < 8:
+                return None
+            chunk_id, size = header[:4], int.from_bytes(header[4:], "little")
+            if chunk_id == b"fmt ":
+                fmt = f.read(size + size % 2)
+                block_align = int.from_bytes(fmt[12:14], "little")
+            elif chunk_id == b"data":
+                return size // block_align if block_align and size != 0xFFFFFFFF else None
+            else:
+                f.seek(size + size % 2, os.SEEK_CUR)
+
+
 def probe(path: str | os.PathLike) -> AudioInfo:
     """Describe an audio file without decoding it.
 
@@ -142,7 +166,10 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         return _ffprobe(path)
     if info.frames == 0:
         raise EmptyInputError(f"{path}: contains no audio frames")
-    return AudioInfo(path, info.samplerate, info.channels, info.frames, info.format, "soundfile")
+    frames = info.frames
+    if info.format == "WAV":
+        frames = max(frames, _declared_wav_frames(path) or 0)
+    return AudioInfo(path, info.samplerate, info.channels, frames, info.format, "soundfile")
 
 
 class AudioSource:

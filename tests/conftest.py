@@ -1,0 +1,83 @@
+"""Shared test signals and helpers. Every signal is made here, deterministically."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+CLI = [sys.executable, "-m", "audionorm_lab"]
+
+
+def speech_like(seconds: float, rate: int, channels: int = 2, seed: int = 0, snr_db: float = 20.0) -> np.ndarray:
+    """Voiced syllables (harmonics of a gliding pitch under formant-like weights), pauses, pink-ish noise."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    pitch = 140 + 30 * np.sin(2 * np.pi * 0.3 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    harmonics = sum(np.sin(k * phase) * np.exp(-((k * 140 - 700) / 900.0) ** 2) for k in range(1, 30)
+                    if k * 180 < rate / 2)
+    syllables = np.clip(np.sin(2 * np.pi * 3.1 * t), 0, None) * (np.sin(2 * np.pi * 0.23 * t) > -0.3)
+    voice = 0.2 * harmonics * syllables
+    white = rng.standard_normal((n, channels))
+    pink = np.cumsum(white, axis=0)
+    pink -= np.cumsum(pink, axis=0) / np.arange(1, n + 1)[:, None]  # crude leaky integration
+    pink /= np.std(pink, axis=0) + 1e-12
+    noise_rms = np.sqrt(np.mean(voice ** 2)) / 10 ** (snr_db / 20)
+    mix = voice[:, None] * np.linspace(1.0, 0.8, channels)[None, :] + noise_rms * (0.5 * pink + 0.5 * white)
+    return mix.astype(np.float32)
+
+
+def noise(seconds: float, rate: int, channels: int = 2, seed: int = 1, level: float = 0.05) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal((int(seconds * rate), channels)) * level).astype(np.float32)
+
+
+def music_like(seconds: float, rate: int, channels: int = 2) -> np.ndarray:
+    """A chord sequence with decaying notes and stereo spread."""
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    out = np.zeros((n, channels))
+    for i, f in enumerate([220.0, 277.2, 329.6, 440.0, 554.4, 659.3, 1760.0, 3520.0]):
+        envelope = np.exp(-((t * (1 + i % 3)) % 1.0) * 3)
+        pan = np.linspace(0.3, 1.0, channels) if i % 2 else np.linspace(1.0, 0.3, channels)
+        out += (0.08 * np.sin(2 * np.pi * f * t) * envelope)[:, None] * pan[None, :]
+    return out.astype(np.float32)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary outputs a failed run must not leave behind."""
+    return sorted(p.name for p in Path(folder).iterdir() if p.name.endswith(".part"))
+
+
+def encode(wav: Path, dst: Path, *args: str) -> Path:
+    """Encode with the real ffmpeg."""
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(wav), *args, str(dst)], check=True)
+    return dst
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _needs_ffmpeg():
+    assert shutil.which("ffmpeg") and shutil.which("ffprobe"), "ffmpeg must be installed (./lab setup does it)"
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory) -> Path:
+    """25 s of stereo 44.1 kHz speech-like audio with noise, 16-bit wav."""
+    path = tmp_path_factory.mktemp("speech") / "speech.wav"
+    sf.write(path, speech_like(25, 44100), 44100, subtype="PCM_16")
+    return path
