@@ -5,6 +5,9 @@ Public API
 normalize_file(src, dst, **options) -> NormalizeReport
 normalize_array(samples, sample_rate, **options) -> (array, NormalizeReport)
 integrated_loudness(path) -> float (LUFS)
+full_load(src, dst, **options), ffmpeg_segments(src, dst, concat=..., **options), STRATEGIES
+AudioProcessor(...).process_audio_job(AudioJob(input_file, output_file, options))
+snr_db(output, reference), seam_metric(x, rate, boundaries)
 NormalizeOptions, NormalizeReport, LoudnessMeter, probe, AudioInfo
 AudionormError and its subclasses (bad input, output or option)
 """
@@ -22,12 +25,16 @@ from .errors import (
 )
 from .io import AudioInfo, probe
 from .loudness import LoudnessMeter, integrated_loudness
+from .metrics import seam_metric, snr_db
 from .options import NormalizeOptions
 from .pipeline import NormalizeReport, normalize_array, normalize_file
+from .processor import AudioJob, AudioProcessor
+from .strategies import STRATEGIES, ffmpeg_segments, full_load
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "STRATEGIES", "AudioJob", "AudioProcessor", "ffmpeg_segments", "full_load", "seam_metric", "snr_db",
     "AudioInfo", "AudionormError", "DecodeError", "EmptyInputError", "FfmpegNotFoundError", "InputNotFoundError",
     "LoudnessMeter", "NormalizeOptions", "NormalizeReport", "NotAudioError", "OptionError", "OutputPathError",
     "UnsupportedFormatError", "integrated_loudness", "normalize_array", "normalize_file", "probe",

@@ -14,7 +14,8 @@ import sys
 from .errors import AudionormError
 from .loudness import integrated_loudness
 from .options import NOISE_PROFILES, NormalizeOptions
-from .pipeline import PASS_NAMES, NormalizeReport, normalize_file
+from .pipeline import PASS_NAMES, NormalizeReport
+from .strategies import CONCAT_MODES, STRATEGIES
 
 EXIT_BAD_INPUT = 2
 DEFAULTS = NormalizeOptions()
@@ -40,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     norm = commands.add_parser("normalize", help="noise gate, high-pass, voice band and loudness, streamed")
     norm.add_argument("input")
     norm.add_argument("output", help="output file: .wav, .flac, .ogg or .mp3")
-    norm.add_argument("--strategy", choices=["streaming"], default="streaming")
+    norm.add_argument("--strategy", choices=list(STRATEGIES), default="streaming",
+                      help="streaming (constant memory), full-load (the service as it was: whole file in RAM) "
+                           "or ffmpeg-segments (the proposed fix: split, process each chunk alone, join)")
+    norm.add_argument("--concat", choices=CONCAT_MODES, default="stream",
+                      help="ffmpeg-segments only: append each chunk to the output, or join in memory")
     norm.add_argument("--chunk-seconds", type=float, default=DEFAULTS.chunk_seconds, metavar="S")
     norm.add_argument("--overlap-seconds", type=float, default=DEFAULTS.overlap_seconds, metavar="S")
     norm.add_argument("--target-lufs", type=float, default=DEFAULTS.target_lufs, metavar="L")
@@ -113,11 +118,17 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"input": args.input, "integrated_lufs": lufs if lufs > float("-inf") else None})
                   if args.json else f"{lufs:.2f} LUFS")
             return 0
-        progress = _ProgressBars(disable=args.quiet or args.json)
-        try:
-            report = normalize_file(args.input, args.output, options_from_args(args), progress=progress)
-        finally:
-            progress.close()
+        options = options_from_args(args)
+        if args.strategy == "full-load":
+            report = STRATEGIES["full-load"](args.input, args.output, options)
+        elif args.strategy == "ffmpeg-segments":
+            report = STRATEGIES["ffmpeg-segments"](args.input, args.output, options, concat=args.concat)
+        else:
+            progress = _ProgressBars(disable=args.quiet or args.json)
+            try:
+                report = STRATEGIES["streaming"](args.input, args.output, options, progress=progress)
+            finally:
+                progress.close()
         print(json.dumps(report.to_dict(), indent=2) if args.json else _summary(report))
         return 0
     except AudionormError as exc:

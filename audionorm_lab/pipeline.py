@@ -20,10 +20,11 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
+from .chunks import context_chunks
 from .errors import EmptyInputError
 from .io import AtomicSink, AudioInfo, check_output_path, open_source, probe
 from .loudness import LoudnessMeter
@@ -48,6 +49,7 @@ class NormalizeReport:
 
     input_path: str
     output_path: str | None
+    strategy: str
     decoder: str
     sample_rate: int
     channels: int
@@ -67,6 +69,7 @@ class NormalizeReport:
     output_peak_dbfs: float
     chunks: int
     chunk_frames: int
+    chunk_starts_frames: list[int]
     overlap_frames: int
     nonfinite_samples_repaired: int
     stages: list[str]
@@ -161,46 +164,6 @@ class _Chain:
         return x
 
 
-def context_chunks(read: Callable[[int], np.ndarray], channels: int, chunk_frames: int, overlap_frames: int
-                   ) -> Iterator[tuple[np.ndarray, int, int]]:
-    """Cut a stream into chunks that carry ``overlap_frames`` of context on each side.
-
-    Yields ``(padded, lead, core)``: the chunk proper is ``padded[lead:lead + core]``.
-    At the start and end of the stream there is no context to add, so there the
-    padding is shorter (never zeros). Holds at most ``chunk_frames + 2 * overlap_frames``
-    frames.
-
-    Parameters
-    ----------
-    read : callable
-        ``read(n)`` returns up to ``n`` float32 ``(frames, channels)`` frames, fewer only at the end.
-    channels : int
-    chunk_frames, overlap_frames : int
-        Samples per channel.
-    """
-    buffer = np.zeros((0, channels), np.float32)
-    buffer_start = 0  # stream position of buffer[0], frames
-    core_start = 0
-    ended = False
-    while True:
-        wanted_end = core_start + chunk_frames + overlap_frames
-        if not ended and buffer_start + len(buffer) < wanted_end:
-            block = read(wanted_end - buffer_start - len(buffer))
-            ended = len(block) < wanted_end - buffer_start - len(buffer)
-            buffer = np.concatenate([buffer, block]) if len(buffer) else block
-        available_end = buffer_start + len(buffer)
-        if core_start >= available_end:
-            return
-        core_end = min(core_start + chunk_frames, available_end)
-        padded_start = max(0, core_start - overlap_frames)
-        padded_end = min(core_end + overlap_frames, available_end)
-        yield (buffer[padded_start - buffer_start: padded_end - buffer_start],
-               core_start - padded_start, core_end - core_start)
-        core_start = core_end
-        drop = max(0, core_start - overlap_frames) - buffer_start
-        buffer, buffer_start = buffer[drop:], buffer_start + drop
-
-
 class _Reader:
     """Reads a source, replacing NaN and +-inf samples with 0 and counting them."""
 
@@ -224,22 +187,23 @@ def _noise_clip(open_pass, progress: ProgressCallback | None) -> np.ndarray:
         return _Reader(source, "profile", progress)(NOISE_PROFILE_FRAMES)
 
 
-def _run(open_pass, chain: _Chain, pass_name: str, progress, consume) -> tuple[int, int, int]:
+def _run(open_pass, chain: _Chain, pass_name: str, progress, consume) -> tuple[int, list[int], int]:
     """One pass over the stream: chain output of each chunk goes to ``consume(raw_core, out)``.
 
-    Returns (frames read, chunks, non-finite samples repaired).
+    Returns (frames read, the frame each chunk starts at, non-finite samples repaired).
     """
     chain.reset()
     options = chain.options
-    chunks = 0
+    starts, position = [], 0
     with open_pass() as source:
         reader = _Reader(source, pass_name, progress)
         for padded, lead, core in context_chunks(reader, chain.channels, chain.chunk_frames, chain.overlap_frames):
             if chain.denoise and options.noise_profile == "chunk" and (chain.gate is None or core >= 1024):
                 chain.gate = NoiseGate(padded[lead: lead + core], chain.sample_rate)
+            starts.append(position)
             consume(padded[lead: lead + core], chain.run(padded, lead, core))
-            chunks += 1
-        return source.frames_read, chunks, reader.repaired
+            position += core
+        return source.frames_read, starts, reader.repaired
 
 
 class _Peak:
@@ -307,7 +271,7 @@ def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, write, pro
         peak_out.update(out)
         write(out)
 
-    frames, chunks, repaired = _run(open_pass, chain, "apply", progress, apply)
+    frames, starts, repaired = _run(open_pass, chain, "apply", progress, apply)
     if frames == 0:
         raise EmptyInputError(f"{info.path}: decodes to no audio frames")
     seconds["apply"] = time.perf_counter() - started
@@ -320,14 +284,15 @@ def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, write, pro
     if repaired:
         chain.notes.append(f"{repaired} NaN/inf samples replaced with 0")
     return NormalizeReport(
-        input_path=str(info.path), output_path=None, decoder=info.decoder, sample_rate=rate, channels=channels,
+        input_path=str(info.path), output_path=None, strategy="streaming", decoder=info.decoder, sample_rate=rate, channels=channels,
         input_frames_expected=expected, input_frames=frames, output_frames=frames,
         input_seconds=frames / rate, output_seconds=frames / rate, truncated=truncated,
         loudness_in_lufs=meter_in.integrated(), loudness_before_gain_lufs=loudness_before,
         loudness_out_lufs=meter_out.integrated(),
         target_lufs=options.target_lufs if options.normalize_loudness else None,
         gain_db=gain_db, gain_limited_by_ceiling=limited, peak_before_gain_dbfs=_db(peak_before.value),
-        output_peak_dbfs=_db(peak_out.value), chunks=chunks, chunk_frames=min(chain.chunk_frames, frames),
+        output_peak_dbfs=_db(peak_out.value), chunks=len(starts), chunk_frames=min(chain.chunk_frames, frames),
+        chunk_starts_frames=starts,
         overlap_frames=chain.overlap_frames, nonfinite_samples_repaired=repaired, stages=chain.stage_names(),
         pass_seconds=seconds, options=options.to_dict(), notes=chain.notes,
     )

@@ -14,6 +14,7 @@ import math
 import numpy as np
 from scipy import signal
 
+from .chunks import array_reader, context_chunks
 from .errors import OptionError
 
 #: noisereduce's default ``chunk_size``: with ``clip_noise_stationary`` its noise profile
@@ -110,10 +111,16 @@ class NoiseGate:
         Fraction of the gated energy removed, 0..1.
     freq_mask_smooth_hz, time_mask_smooth_ms : float
         Mask smoothing, Hz and milliseconds (noisereduce's defaults).
+    piece_seconds : float
+        Longest piece gated at once, seconds. noisereduce's gating needs about
+        9 MB per second of audio per channel; a longer block is gated piece by piece
+        with ``context_frames`` of overlap, which gives the same output as one call,
+        so memory stays bounded whatever the pipeline's chunk length.
     """
 
     def __init__(self, noise_clip: np.ndarray, sample_rate: int, n_fft: int = 1024, n_std_thresh: float = 1.5,
-                 prop_decrease: float = 1.0, freq_mask_smooth_hz: float = 500, time_mask_smooth_ms: float = 50):
+                 prop_decrease: float = 1.0, freq_mask_smooth_hz: float = 500, time_mask_smooth_ms: float = 50,
+                 piece_seconds: float = 2.0):
         from noisereduce.spectralgate.stationary import SpectralGateStationary
 
         clip = np.asarray(noise_clip, dtype=np.float32)
@@ -135,6 +142,7 @@ class NoiseGate:
         # A frame's mask depends on frames up to smoothing_frames away; each frame spans n_fft samples.
         needed = (smoothing_frames + 1) * hop + n_fft
         self.context_frames = int(math.ceil(needed / hop) * hop)
+        self.piece_frames = max(hop, int(math.ceil(piece_seconds * sample_rate / hop)) * hop)
 
     @property
     def noise_threshold_db(self) -> np.ndarray:
@@ -145,7 +153,14 @@ class NoiseGate:
         """Nothing to forget: the gate keeps no state between blocks."""
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        """Gate one block; a block shorter than ``n_fft`` is zero-padded to it and cut back."""
+        """Gate one block, in pieces of at most ``piece_frames`` (plus context) at a time."""
+        if len(block) <= self.piece_frames + 2 * self.context_frames:
+            return self._gate_piece(block)
+        pieces = context_chunks(array_reader(block), block.shape[1], self.piece_frames, self.context_frames)
+        return np.concatenate([self._gate_piece(padded)[lead: lead + core] for padded, lead, core in pieces])
+
+    def _gate_piece(self, block: np.ndarray) -> np.ndarray:
+        """noisereduce's gating of one block; a block shorter than ``n_fft`` is zero-padded to it and cut back."""
         frames = len(block)
         if frames == 0:
             return block

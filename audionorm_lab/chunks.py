@@ -1,0 +1,64 @@
+"""Overlap-save cutting: chunks of a stream that carry context on each side.
+
+Used by the pipeline (chunks of a file) and by the noise gate (bounded pieces of a
+chunk); holding at most one chunk plus its two margins.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+
+
+def array_reader(samples: np.ndarray) -> Callable[[int], np.ndarray]:
+    """``read(n)`` over an in-memory ``(frames, channels)`` array, for :func:`context_chunks`."""
+    position = 0
+
+    def read(frames: int) -> np.ndarray:
+        nonlocal position
+        block = samples[position: position + frames]
+        position += len(block)
+        return block
+
+    return read
+
+
+def context_chunks(read: Callable[[int], np.ndarray], channels: int, chunk_frames: int, overlap_frames: int
+                   ) -> Iterator[tuple[np.ndarray, int, int]]:
+    """Cut a stream into chunks that carry ``overlap_frames`` of context on each side.
+
+    Yields ``(padded, lead, core)``: the chunk proper is ``padded[lead:lead + core]``.
+    At the start and end of the stream there is no context to add, so there the
+    padding is shorter (never zeros). Holds at most ``chunk_frames + 2 * overlap_frames``
+    frames.
+
+    Parameters
+    ----------
+    read : callable
+        ``read(n)`` returns up to ``n`` float32 ``(frames, channels)`` frames, fewer only at the end.
+    channels : int
+    chunk_frames, overlap_frames : int
+        Samples per channel.
+    """
+    buffer = np.zeros((0, channels), np.float32)
+    buffer_start = 0  # stream position of buffer[0], frames
+    core_start = 0
+    ended = False
+    while True:
+        wanted_end = core_start + chunk_frames + overlap_frames
+        if not ended and buffer_start + len(buffer) < wanted_end:
+            block = read(wanted_end - buffer_start - len(buffer))
+            ended = len(block) < wanted_end - buffer_start - len(buffer)
+            buffer = np.concatenate([buffer, block]) if len(buffer) else block
+        available_end = buffer_start + len(buffer)
+        if core_start >= available_end:
+            return
+        core_end = min(core_start + chunk_frames, available_end)
+        padded_start = max(0, core_start - overlap_frames)
+        padded_end = min(core_end + overlap_frames, available_end)
+        yield (buffer[padded_start - buffer_start: padded_end - buffer_start],
+               core_start - padded_start, core_end - core_start)
+        core_start = core_end
+        drop = max(0, core_start - overlap_frames) - buffer_start
+        buffer, buffer_start = buffer[drop:], buffer_start + drop

@@ -1,0 +1,12 @@
+"""python -m bench COMMAND ...: the harness's commands."""
+
+import sys
+
+from . import flat_memory
+
+COMMANDS = {"flat-memory": flat_memory.main}
+
+if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+    print(f"usage: python -m bench {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
+    sys.exit(2)
+sys.exit(COMMANDS[sys.argv[1]](sys.argv[2:]))

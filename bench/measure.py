@@ -1,0 +1,134 @@
+"""Run one command in a fresh process group and measure it; kill it at a memory limit like the OOM killer.
+
+Peak RSS is the largest sum of RSS over the process *tree* (Python plus its ffmpeg
+children), sampled with psutil every ``interval_seconds``. ``ru_maxrss`` of the
+reaped child (``wait4``) is kept beside it as a cross-check, with a caveat: on Linux
+a child started by vfork/posix_spawn inherits, at exec, the high-water mark of the
+process that spawned it, so ``maxrss_bytes`` is never below the harness's own RSS
+(about 110 MB once numpy is imported). It is meaningful when the child outgrows the
+harness, as full-load does; the sampled tree figure is the one to quote.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+import psutil
+
+
+@dataclass
+class RunResult:
+    """What one measured run did. Bytes, seconds."""
+
+    command: list[str]
+    returncode: int | None
+    killed: bool
+    status: str  # "ok", "failed: exit N", "killed: signal 9", "timeout: signal 9"
+    wall_seconds: float
+    cpu_seconds: float
+    peak_rss_bytes: int  # process tree, sampled
+    maxrss_bytes: int  # the child's ru_maxrss from wait4 (see the module's caveat)
+    rss_at_kill_bytes: int | None
+    memory_limit_bytes: int | None
+    samples: int
+    stdout: str = field(repr=False, default="")
+    stderr: str = field(repr=False, default="")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _tree_rss(root: psutil.Process) -> int:
+    total = 0
+    try:
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def run_measured(command: list[str], *, memory_limit_bytes: int | None = None, interval_seconds: float = 0.02,
+                 timeout_seconds: float | None = None, env: dict | None = None, cwd: str | None = None) -> RunResult:
+    """Run ``command`` in its own session; sample the tree's RSS; SIGKILL the group past the limit.
+
+    The whole process group is killed (and reaped) on the limit, on timeout, and if
+    this function is interrupted, so no child outlives the measurement.
+    """
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                               start_new_session=True)
+    root = psutil.Process(process.pid)
+    peak, samples, rss_at_kill, reason = 0, 0, None, None
+    finished = threading.Event()
+    rusage_box: dict = {}
+
+    def reap():
+        _, status, usage = os.wait4(process.pid, 0)
+        rusage_box["status"], rusage_box["usage"] = status, usage
+        finished.set()
+
+    reaper = threading.Thread(target=reap, daemon=True)
+    reaper.start()
+    try:
+        while not finished.wait(interval_seconds):
+            rss = _tree_rss(root)
+            samples += 1
+            peak = max(peak, rss)
+            if memory_limit_bytes is not None and rss > memory_limit_bytes and reason is None:
+                reason, rss_at_kill = "killed", rss
+                _kill_group(process.pid)
+            elif timeout_seconds is not None and time.perf_counter() - started > timeout_seconds and reason is None:
+                reason = "timeout"
+                _kill_group(process.pid)
+    except BaseException:
+        _kill_group(process.pid)
+        finished.wait()
+        raise
+    finally:
+        reaper.join()
+    wall = time.perf_counter() - started
+    _kill_group(process.pid)  # stragglers a finished parent left behind
+    status_word, usage = rusage_box["status"], rusage_box["usage"]
+    process.returncode = os.waitstatus_to_exitcode(status_word)
+    code = process.returncode
+    if reason == "killed":
+        status = f"killed: signal {-code if code < 0 else signal.SIGKILL.value}"
+    elif reason == "timeout":
+        status = "timeout: signal 9"
+    elif code < 0:
+        status = f"killed: signal {-code}"
+    else:
+        status = "ok" if code == 0 else f"failed: exit {code}"
+    out.seek(0)
+    err.seek(0)
+    return RunResult(
+        command=[str(c) for c in command], returncode=code, killed=reason is not None or code < 0, status=status,
+        wall_seconds=wall, cpu_seconds=usage.ru_utime + usage.ru_stime,
+        peak_rss_bytes=peak, maxrss_bytes=usage.ru_maxrss * 1024,
+        rss_at_kill_bytes=rss_at_kill, memory_limit_bytes=memory_limit_bytes, samples=samples,
+        stdout=out.read().decode(errors="replace"), stderr=err.read().decode(errors="replace"),
+    )
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def default_memory_limit() -> int:
+    """The smaller of 4 GB and half the memory available now, bytes."""
+    return min(4 * 10**9, psutil.virtual_memory().available // 2)
