@@ -21,6 +21,25 @@ def snr_db(output: np.ndarray, reference: np.ndarray) -> float:
     return 10 * math.log10(power / error) if power > 0 else -math.inf
 
 
+def snr_db_files(output_path, reference_path, block_frames: int = 1 << 18) -> float:
+    """:func:`snr_db` of two audio files, read block by block (constant memory)."""
+    import soundfile as sf
+
+    error = power = 0.0
+    with sf.SoundFile(str(output_path)) as out, sf.SoundFile(str(reference_path)) as ref:
+        while True:
+            a = out.read(block_frames, dtype="float64", always_2d=True)
+            b = ref.read(block_frames, dtype="float64", always_2d=True)
+            frames = min(len(a), len(b))
+            if frames == 0:
+                break
+            error += float(np.sum((a[:frames] - b[:frames]) ** 2))
+            power += float(np.sum(b[:frames] ** 2))
+    if error == 0:
+        return math.inf
+    return 10 * math.log10(power / error) if power > 0 else -math.inf
+
+
 def _jump_ratios(x: np.ndarray, positions: np.ndarray, window_frames: int) -> np.ndarray:
     """At each position p, |x[p] - x[p-1]| over the largest such jump within ``window_frames`` around p."""
     jumps = np.abs(np.diff(x, axis=0)).max(axis=1) if x.ndim == 2 else np.abs(np.diff(x))
@@ -47,6 +66,34 @@ def _level_steps_db(x: np.ndarray, positions: np.ndarray, window_frames: int) ->
         if rms_before > 0 and rms_after > 0:
             steps.append(abs(20 * math.log10(rms_after / rms_before)))
     return np.array(steps)
+
+
+def seam_metric_file(path, boundaries: list[int], **kwargs) -> dict:
+    """:func:`seam_metric` of an audio file, reading only a window around each boundary and midpoint."""
+    import soundfile as sf
+
+    with sf.SoundFile(str(path)) as f:
+        rate, total = f.samplerate, f.frames
+        half = int(max(kwargs.get("window_seconds", 0.005), kwargs.get("level_window_seconds", 0.05)) * rate) + 2
+        boundaries = sorted(b for b in boundaries if 0 < b < total)
+        edges = [0, *boundaries, total]
+        pieces, starts = [], []
+        for position in boundaries + [(a + b) // 2 for a, b in zip(edges[:-1], edges[1:])][1:]:
+            f.seek(max(0, position - half))
+            starts.append(position - max(0, position - half))
+            pieces.append(f.read(2 * half, dtype="float32", always_2d=True))
+    # Lay the windows side by side, separated by silence, and measure them as one signal.
+    gap = np.zeros((half, pieces[0].shape[1] if pieces else 1), np.float32)
+    joined, positions, offset = [], [], 0
+    for piece, start in zip(pieces, starts):
+        joined += [piece, gap]
+        positions.append(offset + start)
+        offset += len(piece) + len(gap)
+    if not joined:
+        return seam_metric(np.zeros((1, 1), np.float32), rate, [], **kwargs)
+    x = np.concatenate(joined)
+    n = len(boundaries)
+    return _seam_summary(x, rate, np.array(positions[:n]), np.array(positions[n:]), **kwargs)
 
 
 def seam_metric(x: np.ndarray, sample_rate: int, boundaries: list[int], window_seconds: float = 0.005,
@@ -77,6 +124,11 @@ def seam_metric(x: np.ndarray, sample_rate: int, boundaries: list[int], window_s
     boundaries = np.array(sorted(b for b in boundaries if 0 < b < len(x)), dtype=np.int64)
     edges = np.concatenate([[0], boundaries, [len(x)]])
     controls = ((edges[:-1] + edges[1:]) // 2)[1:]
+    return _seam_summary(x, sample_rate, boundaries, controls, window_seconds, level_window_seconds)
+
+
+def _seam_summary(x: np.ndarray, sample_rate: int, boundaries: np.ndarray, controls: np.ndarray,
+                  window_seconds: float = 0.005, level_window_seconds: float = 0.05) -> dict:
     window = max(2, int(window_seconds * sample_rate))
     level_window = max(1, int(level_window_seconds * sample_rate))
 

@@ -1,0 +1,44 @@
+"""One measured run, inside the fresh subprocess: a strategy under memray, its report as JSON on stdout.
+
+    python -m bench.child --capture RUN.bin STRATEGY IN OUT [--chunk-seconds S] [--overlap-seconds S] [--concat M]
+
+The parent (bench.harness) samples this process tree's RSS and enforces the memory limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import memray
+
+from audionorm_lab import NormalizeOptions
+from audionorm_lab.strategies import STRATEGIES
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.child")
+    parser.add_argument("strategy", choices=list(STRATEGIES))
+    parser.add_argument("input")
+    parser.add_argument("output")
+    parser.add_argument("--capture", help="memray capture file; none: no tracking")
+    parser.add_argument("--chunk-seconds", type=float, default=NormalizeOptions.chunk_seconds)
+    parser.add_argument("--overlap-seconds", type=float, default=NormalizeOptions.overlap_seconds)
+    parser.add_argument("--concat", default="stream")
+    args = parser.parse_args(argv)
+    options = NormalizeOptions(chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
+                               output_subtype="PCM_16")
+    extra = {"concat": args.concat} if args.strategy == "ffmpeg-segments" else {}
+    run = STRATEGIES[args.strategy]
+    if args.capture:
+        with memray.Tracker(args.capture):
+            report = run(args.input, args.output, options, **extra)
+    else:
+        report = run(args.input, args.output, options, **extra)
+    json.dump(report.to_dict(), sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The harness end to end: real subprocesses, real memray captures, a real watchdog kill, comparisons."""
+
+import copy
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import memray
+import pytest
+
+from bench.compare import compare
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench(*args):
+    return subprocess.run([sys.executable, "-m", "bench", *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "quick"
+    result = bench("run", "--quick", "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_quick_matrix_runs_every_strategy(quick_run):
+    out, result = quick_run
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["strategy"] for r in rows} == {"full-load", "ffmpeg-segments", "streaming", "ffmpeg-filters"}
+    assert all(r["status"] == "ok" for r in rows), [(r["run_id"], r["error"]) for r in rows]
+    assert len(rows) == len(list(csv.DictReader(open(out / "results.csv"))))
+    progress = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert len(progress) == len(rows), "one progress line per run"
+    for row in rows:
+        assert row["peak_rss_bytes"] > 20e6 and row["wall_seconds"] > 0 and row["realtime_multiple"] > 0
+        if row["strategy"] == "ffmpeg-filters":
+            assert row["memray_peak_bytes"] is None  # not a Python process
+        else:
+            capture = Path(row["memray_capture"])
+            assert memray.FileReader(str(capture)).metadata.peak_memory == row["memray_peak_bytes"] > 1e6
+
+
+def test_fidelity_against_streaming(quick_run):
+    rows = json.loads((quick_run[0] / "results.json").read_text())["rows"]
+    by_id = {r["run_id"]: r for r in rows}
+    assert by_id["streaming-8s-c10-o0.5-r0"]["snr_vs_streaming_db"] is None  # the reference itself
+    assert by_id["full-load-8s-r0"]["snr_vs_streaming_db"] > 20
+    # one-second chunks with the default overlap: the same output as 10-second chunks
+    assert by_id["streaming-8s-c1-o0.5-r0"]["snr_vs_streaming_db"] > 90
+    # the proposal's one-second chunks: per-chunk processing, far from it, with seams
+    segments = by_id["ffmpeg-segments-8s-c1-stream-r0"]
+    assert segments["snr_vs_streaming_db"] < 15
+    assert segments["seam_jump_ratio"] > by_id["streaming-8s-c1-o0.5-r0"]["seam_jump_ratio"]
+
+
+def test_results_carry_machine_parameters_and_plots(quick_run):
+    out, _ = quick_run
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["machine"]["cores"] >= 1 and payload["machine"]["numpy"] and payload["machine"]["ffmpeg"]
+    assert payload["parameters"]["quick"] is True
+    assert payload["summary"]["streaming"]["ok"] == 2
+    for name in ("rss_vs_size", "rss_vs_chunk", "throughput", "full_load_limit"):
+        assert (out / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "scratch").exists(), "outputs are deleted once measured"
+
+
+def test_watchdog_kills_full_load_at_the_limit(tmp_path):
+    """Full-load on a 5-minute file passes 300 MB: the watchdog kills it, as the OOM killer would."""
+    out = tmp_path / "kill"
+    result = bench("run", "--sizes", "5m", "--strategies", "full-load", "--memory-limit", "300M", "--out", out,
+                   "--no-plots")
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads((out / "results.json").read_text())["rows"]
+    assert row["status"] == "killed: signal 9" and row["returncode"] == -9
+    assert row["rss_at_kill_bytes"] > 300e6 and row["memory_limit_bytes"] == 300e6
+    assert "killed: signal 9" in result.stderr
+
+
+def test_compare_flags_regressions(quick_run, tmp_path):
+    payload = json.loads((quick_run[0] / "results.json").read_text())
+    same = compare(payload, payload)
+    assert same and all(e["peak_rss_ratio"] == 1.0 and not e["regressions"] for e in same)
+    worse = copy.deepcopy(payload)
+    for row in worse["rows"]:
+        if row["strategy"] == "streaming":
+            row["peak_rss_bytes"] *= 1.5
+    flagged = [e for e in compare(payload, worse) if e["regressions"]]
+    assert flagged and all(e["key"]["strategy"] == "streaming" and e["peak_rss_ratio"] == 1.5 for e in flagged)
+    (tmp_path / "worse.json").write_text(json.dumps(worse))
+    result = bench("compare", quick_run[0], tmp_path / "worse.json")
+    assert result.returncode == 1 and "regression: peak RSS" in result.stdout
