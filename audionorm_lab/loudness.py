@@ -101,7 +101,7 @@ class LoudnessMeter:
         if len(block) == 0:
             return
         weighted, self._zi = signal.sosfilt(self._sos, block, axis=0, zi=self._zi)
-        power = np.square(weighted) @ self._weights
+        power = (np.square(weighted) * self._weights).sum(axis=1)  # not @: BLAS would allocate a 32 MiB buffer
         start = self.frames
         end = start + len(block)
         position = start

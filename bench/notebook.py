@@ -1,0 +1,145 @@
+"""Helpers the notebooks call, so that no analysis lives only in a notebook cell.
+
+Each notebook records the figures it shows with :func:`record`, into a JSON file
+next to the executed notebook; the tests and the regression report read them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from audionorm_lab import normalize_array
+from audionorm_lab.metrics import seam_metric, snr_db
+
+from . import harness
+from .measure import run_measured
+
+MB = 1e6
+
+
+def record(path: str | Path | None, **values) -> dict:
+    """Merge ``values`` into the JSON file at ``path`` (nothing when ``path`` is None); return them."""
+    if path:
+        path = Path(path)
+        current = json.loads(path.read_text()) if path.exists() else {}
+        current.update(values)
+        path.write_text(json.dumps(current, indent=2, default=float))
+    return values
+
+
+def run_matrix(out: str | Path, **options) -> dict:
+    """``python -m bench run`` with ``options`` (sizes="1m,5m", strategies="streaming"...); its results.json.
+
+    Runs in fresh subprocesses like every harness run; raises if the harness fails.
+    """
+    argv = ["--out", str(out), "--no-plots"]
+    for key, value in options.items():
+        if value is True:
+            argv.append(f"--{key.replace('_', '-')}")
+        elif value not in (None, False):
+            argv += [f"--{key.replace('_', '-')}", str(value)]
+    result = subprocess.run([sys.executable, "-m", "bench", "run", *argv], capture_output=True, text=True,
+                            cwd=harness.ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(f"bench run failed: {result.stderr.strip()[-500:]}")
+    return json.loads((Path(out) / "results.json").read_text())
+
+
+def import_floor_bytes(repeat: int = 3) -> float:
+    """Peak RSS of a fresh Python that only imports numpy, scipy.signal, soundfile and noisereduce (median)."""
+    command = [sys.executable, "-c", "import numpy, scipy.signal, soundfile, noisereduce"]
+    return float(np.median([run_measured(command).peak_rss_bytes for _ in range(repeat)]))
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    """A markdown table of ``columns`` (bytes shown in MB, floats to 2 decimals)."""
+    def cell(row, column):
+        value = row.get(column)
+        if value is None:
+            return "-"
+        if column.endswith("_bytes"):
+            return f"{value / MB:.1f}"
+        return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    head = [c.replace("_bytes", " (MB)") for c in columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r, c) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def overlap_sweep(samples: np.ndarray, sample_rate: int, chunk_seconds: float, overlaps: list[float]) -> list[dict]:
+    """Error against whole-file processing, and the seams, for each overlap (noise gate on, loudness off).
+
+    Also the naive mode (overlap 0, a noise profile per chunk) as ``overlap_seconds = None``.
+    """
+    gate_only = dict(highpass_hz=None, voice_band_hz=None, normalize_loudness=False)
+    whole, _ = normalize_array(samples, sample_rate, chunk_seconds=math.inf, **gate_only)
+    rows = []
+    cases = [(o, "file") for o in overlaps] + [(0.0, "chunk")]
+    for overlap, profile in cases:
+        out, report = normalize_array(samples, sample_rate, chunk_seconds=chunk_seconds, overlap_seconds=overlap,
+                                      noise_profile=profile, **gate_only)
+        seams = seam_metric(out, sample_rate, report.chunk_starts_frames[1:])
+        rows.append({"overlap_seconds": overlap if profile == "file" else None, "noise_profile": profile,
+                     "snr_vs_whole_db": min(snr_db(out, whole), 200.0), "seam_jump_ratio": seams["jump_ratio"],
+                     "control_jump_ratio": seams["control_jump_ratio"]})
+    return rows
+
+
+def boundary_view(samples: np.ndarray, sample_rate: int, chunk_seconds: float, overlap_seconds: float,
+                  profile: str = "file", half_seconds: float = 0.05) -> dict:
+    """Whole-file and chunked output around the first chunk boundary (for waveform/spectrogram plots)."""
+    gate_only = dict(highpass_hz=None, voice_band_hz=None, normalize_loudness=False)
+    whole, _ = normalize_array(samples, sample_rate, chunk_seconds=math.inf, **gate_only)
+    chunked, report = normalize_array(samples, sample_rate, chunk_seconds=chunk_seconds,
+                                      overlap_seconds=overlap_seconds, noise_profile=profile, **gate_only)
+    boundary = report.chunk_starts_frames[1] if report.chunks > 1 else len(samples) // 2
+    half = int(half_seconds * sample_rate)
+    window = slice(max(0, boundary - half), boundary + half)
+    return {"time_seconds": np.arange(window.start, min(len(samples), window.stop)) / sample_rate,
+            "whole": whole[window, 0], "chunked": chunked[window, 0], "boundary_seconds": boundary / sample_rate,
+            "chunked_full": chunked[:, 0], "whole_full": whole[:, 0]}
+
+
+def memory_over_time(capture: str | Path) -> dict:
+    """memray's temporal data: RSS and heap (MB) against seconds since the start of the capture."""
+    import memray
+
+    snapshots = list(memray.FileReader(str(capture)).get_memory_snapshots())
+    if not snapshots:
+        return {"seconds": [], "rss_mb": [], "heap_mb": []}
+    start = snapshots[0].time
+    return {"seconds": [(s.time - start) / 1000 for s in snapshots], "rss_mb": [s.rss / MB for s in snapshots],
+            "heap_mb": [s.heap / MB for s in snapshots]}
+
+
+def top_allocators(capture: str | Path, n: int = 8) -> list[dict]:
+    """The allocations alive at the heap's peak, largest first: where the memory went."""
+    import memray
+
+    records = memray.FileReader(str(capture)).get_high_watermark_allocation_records(merge_threads=True)
+    rows = []
+    for record in sorted(records, key=lambda r: -r.size)[:n]:
+        frames = record.stack_trace()
+        where = next(((f, fn, line) for fn, f, line in frames if "/audionorm_lab/" in f or "/bench/" in f),
+                     (frames[0][1], frames[0][0], frames[0][2]) if frames else ("?", "?", 0))
+        top = frames[0] if frames else ("?", "?", 0)
+        rows.append({"size_bytes": record.size, "allocations": record.n_allocations,
+                     "allocated_in": f"{top[0]} ({Path(top[1]).name}:{top[2]})",
+                     "called_from": f"{where[1]} ({Path(where[0]).name}:{where[2]})"})
+    return rows
+
+
+def flamegraph(capture: str | Path, html: str | Path) -> Path:
+    """memray's flame graph of a capture, written as a standalone HTML file."""
+    result = subprocess.run([sys.executable, "-m", "memray", "flamegraph", "--force", "-o", str(html), str(capture)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"memray flamegraph failed: {result.stderr.strip()[-300:]}")
+    return Path(html)
