@@ -8,6 +8,11 @@ The matrix: every strategy on every size at the default chunk length, plus a chu
 (and overlap) sweep of the chunked strategies on ``--chunk-sweep-sizes``. Sizes are
 durations of stereo 44.1 kHz 128 kbps mp3 made with data/fetch_samples.py, or paths.
 
+So that the default matrix finishes in under 15 minutes on 2 cores, ffmpeg-segments
+and ffmpeg-filters run only on files up to 10 minutes long unless ``--full-matrix``
+is given: their memory is flat in length, their speed per minute is what the
+10-minute runs show, and at 163 minutes they would take about 6 and 8 minutes each.
+
 Each run records the process tree's peak RSS (psutil) and ru_maxrss, memray's peak
 heap (the capture is kept for the notebooks), wall and CPU seconds, the multiple of
 real time, the exit status (``killed: signal 9`` when the watchdog enforced the
@@ -48,6 +53,8 @@ CHUNKED = ("streaming", "ffmpeg-segments")
 DEFAULTS = {"sizes": "1m,10m,60m,163m", "chunks": "5,30,120", "chunk_sweep_sizes": "10m"}
 QUICK = {"sizes": "4s,8s", "chunks": "1,3", "chunk_sweep_sizes": "8s"}
 DEFAULT_OPTIONS = NormalizeOptions()
+#: Longest input (seconds) each strategy runs on in the default matrix; --full-matrix lifts the caps.
+DEFAULT_CAPS_SECONDS = {"ffmpeg-segments": 600.0, "ffmpeg-filters": 600.0}
 FFMPEG_FILTERS = "highpass=f={highpass:g},afftdn=nr=12:nf=-40,lowpass=f={lowpass:g},loudnorm=I={target:g}:TP={ceiling:g}"
 
 
@@ -103,8 +110,13 @@ def resolve_sizes(text: str, log) -> list[Size]:
 
 
 def plan(sizes: list[Size], strategies: list[str], chunks: list[float], sweep_labels: set[str],
-         overlaps: list[float], concats: list[str], repeat: int) -> list[RunSpec]:
-    """The run list, ordered so that each size's reference (streaming, defaults) comes first."""
+         overlaps: list[float], concats: list[str], repeat: int, caps: dict[str, float] | None = None
+         ) -> list[RunSpec]:
+    """The run list, ordered so that each size's reference (streaming, defaults) comes first.
+
+    ``caps`` maps a strategy to the longest input (seconds) it runs on.
+    """
+    caps = caps or {}
     default_chunk, default_overlap = DEFAULT_OPTIONS.chunk_seconds, DEFAULT_OPTIONS.overlap_seconds
     specs: list[RunSpec] = []
     for size in sizes:
@@ -129,21 +141,23 @@ def plan(sizes: list[Size], strategies: list[str], chunks: list[float], sweep_la
             seen = set()
             for strategy, chunk, overlap, concat in wanted:
                 key = (strategy, chunk, overlap, concat)
+                if size.seconds > caps.get(strategy, float("inf")):
+                    continue
                 if key not in seen:
                     seen.add(key)
                     specs.append(RunSpec(strategy, size, chunk, overlap, concat, r))
     return sorted(specs, key=lambda s: (sizes.index(s.size), s.repeat, not s.is_reference))
 
 
-def command(spec: RunSpec, output: Path, capture: Path) -> list[str]:
+def command(spec: RunSpec, output: Path, capture: Path | None) -> list[str]:
     if spec.strategy == "ffmpeg-filters":
         info = probe(spec.size.path)
         filters = FFMPEG_FILTERS.format(highpass=DEFAULT_OPTIONS.highpass_hz, lowpass=DEFAULT_OPTIONS.voice_band_hz[1],
                                         target=DEFAULT_OPTIONS.target_lufs, ceiling=DEFAULT_OPTIONS.ceiling_dbfs)
         return ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(spec.size.path), "-af", filters,
                 "-ar", str(info.sample_rate), "-c:a", "pcm_s16le", str(output)]
-    cmd = [sys.executable, "-m", "bench.child", "--capture", str(capture), spec.strategy, str(spec.size.path),
-           str(output), "--chunk-seconds", f"{spec.chunk_seconds or DEFAULT_OPTIONS.chunk_seconds:g}"]
+    cmd = [sys.executable, "-m", "bench.child", *(["--capture", str(capture)] if capture else []), spec.strategy,
+           str(spec.size.path), str(output), "--chunk-seconds", f"{spec.chunk_seconds or DEFAULT_OPTIONS.chunk_seconds:g}"]
     if spec.overlap_seconds is not None:
         cmd += ["--overlap-seconds", f"{spec.overlap_seconds:g}"]
     if spec.concat:
@@ -163,10 +177,13 @@ def memray_peak_bytes(capture: Path) -> int | None:
         return None
 
 
-def execute(spec: RunSpec, scratch: Path, captures: Path, limit: int, reference: Path | None) -> tuple[dict, Path]:
+def execute(spec: RunSpec, scratch: Path, captures: Path | None, limit: int, reference: Path | None
+            ) -> tuple[dict, Path]:
+    """One run; ``captures`` None runs without memray (its tracking adds to RSS as a run goes on)."""
     output = scratch / f"{spec.run_id}.wav"
-    capture = captures / f"{spec.run_id}.bin"
-    capture.unlink(missing_ok=True)
+    capture = captures / f"{spec.run_id}.bin" if captures else None
+    if capture:
+        capture.unlink(missing_ok=True)
     result = run_measured(command(spec, output, capture), memory_limit_bytes=limit, cwd=str(ROOT))
     report = {}
     if result.status == "ok" and spec.strategy != "ffmpeg-filters":
@@ -178,7 +195,8 @@ def execute(spec: RunSpec, scratch: Path, captures: Path, limit: int, reference:
         "status": result.status, "killed": result.killed, "returncode": result.returncode,
         "peak_rss_bytes": result.peak_rss_bytes, "maxrss_bytes": result.maxrss_bytes,
         "rss_at_kill_bytes": result.rss_at_kill_bytes, "memory_limit_bytes": limit,
-        "memray_peak_bytes": memray_peak_bytes(capture), "memray_capture": str(capture) if capture.exists() else None,
+        "memray_peak_bytes": memray_peak_bytes(capture) if capture else None,
+        "memray_capture": str(capture) if capture and capture.exists() else None,
         "wall_seconds": result.wall_seconds, "cpu_seconds": result.cpu_seconds,
         "realtime_multiple": spec.size.seconds / result.wall_seconds if result.status == "ok" else None,
         "loudness_out_lufs": report.get("loudness_out_lufs"), "chunks": report.get("chunks"),
@@ -275,7 +293,11 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--quick", action="store_true", help="a few seconds of audio per size (for tests)")
+    parser.add_argument("--full-matrix", action="store_true",
+                        help="run ffmpeg-segments and ffmpeg-filters on every size too (about 27 minutes here)")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--no-memray", action="store_true",
+                        help="measure RSS without memray tracking (memray's own tables grow with a run's length)")
     args = parser.parse_args(argv)
     base = QUICK if args.quick else DEFAULTS
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
@@ -291,14 +313,17 @@ def main(argv=None) -> int:
     sweep = {t.strip() for t in (args.chunk_sweep_sizes or base["chunk_sweep_sizes"]).split(",")}
     limit = _parse_limit(args.memory_limit) or default_memory_limit()
     specs = plan(sizes, strategies, chunks, sweep, _numbers(args.overlaps),
-                 [c.strip() for c in args.concats.split(",")], args.repeat)
+                 [c.strip() for c in args.concats.split(",")], args.repeat,
+                 caps={} if args.full_matrix else DEFAULT_CAPS_SECONDS)
     out = args.out or RESULTS / time.strftime("%Y%m%d-%H%M%S")
-    scratch, captures = out / "scratch", out / "captures"
-    scratch.mkdir(parents=True, exist_ok=True)
-    captures.mkdir(parents=True, exist_ok=True)
+    scratch, captures = out / "scratch", None if args.no_memray else out / "captures"
+    for folder in (scratch, captures):
+        if folder:
+            folder.mkdir(parents=True, exist_ok=True)
     parameters = {"sizes": [asdict(s) | {"path": str(s.path)} for s in sizes], "chunks": chunks,
                   "chunk_sweep_sizes": sorted(sweep), "strategies": strategies, "memory_limit_bytes": limit,
-                  "repeat": args.repeat, "quick": args.quick, "argv": argv if argv is not None else sys.argv[1:]}
+                  "repeat": args.repeat, "quick": args.quick, "full_matrix": args.full_matrix,
+                  "memray": not args.no_memray, "argv": argv if argv is not None else sys.argv[1:]}
     rows, references = [], {}
     started = time.perf_counter()
     try:

@@ -1,13 +1,15 @@
-"""PNG plots of a result set: what the notebooks show, written next to results.json."""
+"""PNG plots of a result set: what the notebooks show, written next to results.json.
+
+Each ``plot_*`` draws on a matplotlib Axes it is given, so the notebooks show the same
+plots inline; :func:`make_plots` draws on bare ``Figure`` objects (no pyplot, no
+backend switch), so it works headless and leaves a notebook's inline backend alone.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 MB = 1e6
 COLOURS = {"full-load": "tab:red", "ffmpeg-segments": "tab:orange", "streaming": "tab:green",
@@ -83,11 +85,10 @@ def make_plots(rows: list[dict], out: Path, limit: int) -> list[Path]:
                        ("rss_vs_chunk", lambda ax: plot_rss_vs_chunk(rows, ax)),
                        ("throughput", lambda ax: plot_throughput(rows, ax)),
                        ("full_load_limit", lambda ax: plot_full_load_limit(rows, limit, ax))):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        draw(ax)
+        fig = Figure(figsize=(7, 4.5))
+        draw(fig.subplots())
         fig.tight_layout()
         path = plots / f"{name}.png"
         fig.savefig(path, dpi=100)
-        plt.close(fig)
         written.append(path)
     return written

@@ -1,0 +1,63 @@
+"""The notebooks, executed by papermill on small parameters; assertions on the figures they record."""
+
+import json
+
+import pytest
+
+from bench.report import execute
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    return tmp_path_factory.mktemp("reports")
+
+
+def test_01_reproduce_oom(reports):
+    values = execute("01_reproduce_oom", reports, {"sizes": "10s,2m", "memory_limit": "300M"})
+    assert values["full_load_killed"] == ["2m"]
+    assert values["full_load_status"]["2m"] == "killed: signal 9" and values["full_load_status"]["10s"] == "ok"
+    assert values["streaming_ok"] and max(values["streaming_peak_rss_mb"].values()) < 300
+    assert (reports / "01_reproduce_oom.html").stat().st_size > 10_000
+
+
+def test_02_tune_chunk_and_overlap(reports):
+    values = execute("02_tune_chunk_and_overlap", reports,
+                     {"size": "20s", "chunks": "2,10", "overlaps": [0.0, 0.01, 0.5], "probe_seconds": 12.0})
+    assert set(values["peak_rss_mb_by_chunk"]) == {"2", "10"}
+    snr = values["snr_db_by_overlap"]
+    assert snr["0.5"] >= 100 and snr["0"] < 60 and snr["0"] < snr["0.01"] <= snr["0.5"]
+    assert values["naive_snr_db"] < snr["0"]
+
+
+def test_03_memory_profiles(reports):
+    values = execute("03_memory_profiles", reports, {"size": "20s"})
+    assert set(values["memray_peak_mb"]) == {"full-load", "ffmpeg-segments", "streaming"}
+    assert all(v > 1 for v in values["memray_peak_mb"].values())
+    for html in values["flamegraphs"].values():
+        assert open(html).read(200).lower().lstrip().startswith("<!doctype html")
+
+
+def test_04_regression_report_passes_on_the_committed_baseline(reports):
+    values = execute("04_regression_report", reports, {})
+    assert values["failed"] == []
+    assert values["figures"]["loudness_error_lu"] < 0.5
+
+
+def test_04_regression_report_fails_on_a_regression(reports, tmp_path):
+    strict = tmp_path / "baseline.json"
+    strict.write_text(json.dumps({"streaming_rss_above_floor_mb": {"max": 1}}))
+    with pytest.raises(Exception, match="regression: streaming_rss_above_floor_mb"):
+        execute("04_regression_report", tmp_path / "out", {"baseline_path": str(strict), "sizes": "20s"})
+    html = (tmp_path / "out" / "04_regression_report.html").read_text()
+    assert "above maximum" in html
+
+
+def test_executed_notebooks_carry_their_plots(reports):
+    import nbformat
+
+    expected = {"01_reproduce_oom": 1, "02_tune_chunk_and_overlap": 3, "03_memory_profiles": 2}
+    for name, minimum in expected.items():
+        notebook = nbformat.read(reports / f"{name}.ipynb", as_version=4)
+        images = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                  if "image/png" in o.get("data", {})]
+        assert len(images) >= minimum, name
