@@ -68,32 +68,39 @@ def _level_steps_db(x: np.ndarray, positions: np.ndarray, window_frames: int) ->
     return np.array(steps)
 
 
-def seam_metric_file(path, boundaries: list[int], **kwargs) -> dict:
+def seam_metric_file(path, boundaries: list[int], window_seconds: float = 0.005,
+                     level_window_seconds: float = 0.05) -> dict:
     """:func:`seam_metric` of an audio file, reading only a window around each boundary and midpoint."""
     import soundfile as sf
 
     with sf.SoundFile(str(path)) as f:
         rate, total = f.samplerate, f.frames
-        half = int(max(kwargs.get("window_seconds", 0.005), kwargs.get("level_window_seconds", 0.05)) * rate) + 2
+        window = max(2, int(window_seconds * rate))
+        level_window = max(1, int(level_window_seconds * rate))
+        half = max(window, level_window) + 2
         boundaries = sorted(b for b in boundaries if 0 < b < total)
         edges = [0, *boundaries, total]
-        pieces, starts = [], []
-        for position in boundaries + [(a + b) // 2 for a, b in zip(edges[:-1], edges[1:])][1:]:
-            f.seek(max(0, position - half))
-            starts.append(position - max(0, position - half))
-            pieces.append(f.read(2 * half, dtype="float32", always_2d=True))
-    # Lay the windows side by side, separated by silence, and measure them as one signal.
-    gap = np.zeros((half, pieces[0].shape[1] if pieces else 1), np.float32)
-    joined, positions, offset = [], [], 0
-    for piece, start in zip(pieces, starts):
-        joined += [piece, gap]
-        positions.append(offset + start)
-        offset += len(piece) + len(gap)
-    if not joined:
-        return seam_metric(np.zeros((1, 1), np.float32), rate, [], **kwargs)
-    x = np.concatenate(joined)
-    n = len(boundaries)
-    return _seam_summary(x, rate, np.array(positions[:n]), np.array(positions[n:]), **kwargs)
+        controls = [(a + b) // 2 for a, b in zip(edges[:-1], edges[1:])][1:]
+
+        def measure(positions):
+            ratios, steps = [], []
+            for position in positions:
+                start = max(0, position - half)
+                f.seek(start)
+                piece = f.read(2 * half, dtype="float32", always_2d=True)
+                ratios.extend(_jump_ratios(piece, np.array([position - start]), window))
+                steps.extend(_level_steps_db(piece, np.array([position - start]), level_window))
+            return _summary(np.array(ratios), np.array(steps))
+
+        jump, step = measure(boundaries)
+        control_jump, control_step = measure(controls)
+    return {"boundaries": len(boundaries), "jump_ratio": jump, "level_step_db": step,
+            "control_jump_ratio": control_jump, "control_level_step_db": control_step}
+
+
+def _summary(ratios: np.ndarray, steps: np.ndarray) -> tuple[float, float]:
+    """The largest jump ratio and the median level step (0 when there is nothing to measure)."""
+    return (float(ratios.max()) if len(ratios) else 0.0, float(np.median(steps)) if len(steps) else 0.0)
 
 
 def seam_metric(x: np.ndarray, sample_rate: int, boundaries: list[int], window_seconds: float = 0.005,
@@ -131,13 +138,7 @@ def _seam_summary(x: np.ndarray, sample_rate: int, boundaries: np.ndarray, contr
                   window_seconds: float = 0.005, level_window_seconds: float = 0.05) -> dict:
     window = max(2, int(window_seconds * sample_rate))
     level_window = max(1, int(level_window_seconds * sample_rate))
-
-    def summarise(positions):
-        ratios = _jump_ratios(x, positions, window)
-        steps = _level_steps_db(x, positions, level_window)
-        return (float(ratios.max()) if len(ratios) else 0.0, float(np.median(steps)) if len(steps) else 0.0)
-
-    jump, step = summarise(boundaries)
-    control_jump, control_step = summarise(controls)
+    jump, step = _summary(_jump_ratios(x, boundaries, window), _level_steps_db(x, boundaries, level_window))
+    control_jump, control_step = _summary(_jump_ratios(x, controls, window), _level_steps_db(x, controls, level_window))
     return {"boundaries": int(len(boundaries)), "jump_ratio": jump, "level_step_db": step,
             "control_jump_ratio": control_jump, "control_level_step_db": control_step}

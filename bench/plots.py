@@ -47,7 +47,8 @@ def plot_rss_vs_chunk(rows, ax):
             if len(points) > 1:
                 ax.plot(*zip(*points), "o-", color=COLOURS[strategy], label=f"{strategy}, {size}")
     ax.set(xscale="log", xlabel="chunk length (s)", ylabel="peak RSS (MB)", title="Peak memory against chunk length")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
 
 
 def plot_throughput(rows, ax):
