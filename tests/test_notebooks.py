@@ -55,7 +55,7 @@ def test_04_regression_report_fails_on_a_regression(reports, tmp_path):
 def test_executed_notebooks_carry_their_plots(reports):
     import nbformat
 
-    expected = {"01_reproduce_oom": 1, "02_tune_chunk_and_overlap": 3, "03_memory_profiles": 2}
+    expected = {"01_reproduce_oom": 1, "02_tune_chunk_and_overlap": 4, "03_memory_profiles": 2}
     for name, minimum in expected.items():
         notebook = nbformat.read(reports / f"{name}.ipynb", as_version=4)
         images = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])
