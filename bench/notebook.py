@@ -51,6 +51,16 @@ def run_matrix(out: str | Path, **options) -> dict:
     return json.loads((Path(out) / "results.json").read_text())
 
 
+def service_repro(duration: str = "5m", memory_limit: str = "1G") -> list[dict]:
+    """``python -m bench service-repro --json``: the job on a real Celery worker, old processor then new."""
+    result = subprocess.run([sys.executable, "-m", "bench", "service-repro", "--duration", duration,
+                             "--memory-limit", memory_limit, "--json"], capture_output=True, text=True,
+                            cwd=harness.ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(f"service-repro failed: {result.stderr.strip()[-500:]}")
+    return json.loads(result.stdout)
+
+
 def import_floor_bytes(repeat: int = 3) -> float:
     """Peak RSS of a fresh Python that only imports numpy, scipy.signal, soundfile and noisereduce (median)."""
     command = [sys.executable, "-c", "import numpy, scipy.signal, soundfile, noisereduce"]

@@ -13,11 +13,16 @@ def reports(tmp_path_factory):
 
 
 def test_01_reproduce_oom(reports):
-    values = execute("01_reproduce_oom", reports, {"sizes": "10s,2m", "memory_limit": "300M"})
+    values = execute("01_reproduce_oom", reports, {"sizes": "10s,2m", "memory_limit": "300M",
+                                                   "service_duration": "2m", "service_memory_limit": "400M"})
     assert values["full_load_killed"] == ["2m"]
     assert values["full_load_status"]["2m"] == "killed: signal 9" and values["full_load_status"]["10s"] == "ok"
     assert values["streaming_ok"] and max(values["streaming_peak_rss_mb"].values()) < 300
     assert (reports / "01_reproduce_oom.html").stat().st_size > 10_000
+    service = values["service"]
+    assert service["full-load"]["status"] == "FAILURE" and service["full-load"]["worker_lost"]
+    assert any("signal 9 (SIGKILL)" in line for line in service["full-load"]["log_lines"])
+    assert service["streaming"]["status"] == "SUCCESS"
 
 
 def test_02_tune_chunk_and_overlap(reports):
