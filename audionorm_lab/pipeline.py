@@ -133,7 +133,7 @@ class _Chain:
         self.gate_context_frames = probe_gate.context_frames if probe_gate else 0
         self.chunk_frames = self._frames(options.chunk_seconds, alignment, info.frames, minimum=alignment)
         self.overlap_frames = self._frames(options.overlap_seconds, alignment, info.frames, minimum=0) if self.denoise else 0
-        if self.denoise and 0 < self.overlap_frames < self.gate_context_frames:
+        if self.denoise and self.overlap_frames < self.gate_context_frames:
             self.notes.append(
                 f"overlap {options.overlap_seconds:g} s is shorter than the noise gate's context "
                 f"({self.gate_context_frames / rate:.3f} s): chunk boundaries will differ from whole-file output")
