@@ -128,36 +128,25 @@ class NoiseGate:
     def __init__(self, noise_clip: np.ndarray, sample_rate: int, n_fft: int = 1024, n_std_thresh: float = 1.5,
                  prop_decrease: float = 1.0, freq_mask_smooth_hz: float = 500, time_mask_smooth_ms: float = 50,
                  piece_seconds: float = 2.0):
-        from noisereduce.spectralgate.stationary import SpectralGateStationary
+        from noisereduce.spectralgate.base import _smoothing_filter
 
-        clip = np.asarray(noise_clip, dtype=np.float32)
-        clip = clip.T if clip.ndim == 2 else clip[None, :]
-        clip = clip[:, :NOISE_PROFILE_FRAMES]
         hop = n_fft // 4
-        min_freq_smooth = sample_rate / (n_fft / 2)
-        self._gate = SpectralGateStationary(
-            y=clip, sr=sample_rate, y_noise=clip, n_std_thresh_stationary=n_std_thresh,
-            chunk_size=NOISE_PROFILE_FRAMES, clip_noise_stationary=True, padding=0, n_fft=n_fft,
-            win_length=None, hop_length=None, time_constant_s=2.0,
-            freq_mask_smooth_hz=max(freq_mask_smooth_hz, min_freq_smooth),
-            time_mask_smooth_ms=max(time_mask_smooth_ms, 1000.0 * hop / sample_rate),
-            tmp_folder=None, prop_decrease=prop_decrease, use_tqdm=False, n_jobs=1,
-        )
+        mean_db, std_db = noise_profile_db(noise_clip, n_fft)
+        self.noise_threshold_db = mean_db + std_db * n_std_thresh
         self.sample_rate, self.n_fft, self.hop_frames = sample_rate, n_fft, hop
         self.prop_decrease = prop_decrease
-        self._threshold = self._gate.noise_thresh.astype(np.float32)[:, None]
-        self._kernels = _separable_kernels(self._gate._smoothing_filter) if self._gate.smooth_mask else None
+        self._threshold = self.noise_threshold_db.astype(np.float32)[:, None]
+        # noisereduce's mask smoothing: triangles over n_grad_freq bins and n_grad_time frames each side.
+        n_grad_freq = max(1, int(freq_mask_smooth_hz / (sample_rate / (n_fft / 2))))
+        n_grad_time = max(1, int(time_mask_smooth_ms / (1000.0 * hop / sample_rate)))
+        smooth = not (n_grad_freq == 1 and n_grad_time == 1)
+        self._kernels = _separable_kernels(_smoothing_filter(n_grad_freq, n_grad_time)) if smooth else None
         self.alignment_frames = hop
-        smoothing_frames = self._gate._smoothing_filter.shape[1] // 2 if self._gate.smooth_mask else 0
+        smoothing_frames = n_grad_time if smooth else 0
         # A frame's mask depends on frames up to smoothing_frames away; each frame spans n_fft samples.
         needed = (smoothing_frames + 1) * hop + n_fft
         self.context_frames = int(math.ceil(needed / hop) * hop)
         self.piece_frames = max(hop, int(math.ceil(piece_seconds * sample_rate / hop)) * hop)
-
-    @property
-    def noise_threshold_db(self) -> np.ndarray:
-        """Per-frequency gate threshold in dB (n_fft // 2 + 1 values)."""
-        return self._gate.noise_thresh
 
     def reset(self) -> None:
         """Nothing to forget: the gate keeps no state between blocks."""
@@ -197,6 +186,41 @@ class NoiseGate:
 
 _EPS = np.float32(np.finfo(np.float64).eps)  # noisereduce's floor inside the log
 _TOP_DB = np.float32(80.0)
+
+
+def noise_profile_db(noise_clip: np.ndarray, n_fft: int = 1024, piece_frames: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frequency mean and standard deviation (dB) of a noise clip, as noisereduce computes them.
+
+    noisereduce (stationary, ``clip_noise_stationary``): the channels' mean, its first
+    :data:`NOISE_PROFILE_FRAMES` frames, an STFT (Hann, ``n_fft``, hop ``n_fft // 4``,
+    zero-padded by ``n_fft // 2`` at both ends), magnitudes in dB with a floor 80 dB
+    below each bin's maximum, then the mean and standard deviation over time. Done
+    here in pieces of ``piece_frames`` STFT frames, three passes (maximum, mean,
+    deviation), so the clip's whole spectrogram (tens of MB) is never held at once.
+
+    Returns
+    -------
+    mean_db, std_db : ndarray, (n_fft // 2 + 1,)
+    """
+    clip = np.asarray(noise_clip, dtype=np.float32)
+    mono = (clip.mean(axis=1) if clip.ndim == 2 else clip)[:NOISE_PROFILE_FRAMES]
+    hop = n_fft // 4
+    padded = np.concatenate([np.zeros(n_fft // 2, np.float32), mono, np.zeros(n_fft // 2, np.float32)])
+    frames = 1 + (len(padded) - n_fft) // hop
+
+    def pieces():
+        for first in range(0, frames, piece_frames):
+            last = min(frames, first + piece_frames)
+            segment = padded[first * hop: (last - 1) * hop + n_fft]
+            _, _, spectrum = signal.stft(segment, nfft=n_fft, nperseg=n_fft, noverlap=n_fft - hop,
+                                         boundary=None, padded=False)
+            yield 20.0 * np.log10(np.abs(spectrum) + np.finfo(np.float64).eps)
+
+    floor = np.max([piece.max(axis=1) for piece in pieces()], axis=0) - 80.0
+    total = sum(np.maximum(piece, floor[:, None]).sum(axis=1) for piece in pieces())
+    mean = total / frames
+    spread = sum(((np.maximum(piece, floor[:, None]) - mean[:, None]) ** 2).sum(axis=1) for piece in pieces())
+    return mean, np.sqrt(spread / frames)
 
 
 def _separable_kernels(smoothing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
