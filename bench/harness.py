@@ -206,7 +206,7 @@ def execute(spec: RunSpec, scratch: Path, captures: Path | None, limit: int, ref
     if result.status == "ok":
         if reference is not None and reference != output:
             row["snr_vs_streaming_db"] = _finite(snr_db_files(output, reference))
-        if report.get("chunk_starts_frames"):
+        if len(report.get("chunk_starts_frames") or []) > 1:  # one chunk: no boundary to look at
             seams = seam_metric_file(output, report["chunk_starts_frames"])
             row.update(seam_jump_ratio=seams["jump_ratio"], seam_control_jump_ratio=seams["control_jump_ratio"],
                        seam_level_step_db=seams["level_step_db"])
