@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+#: A cell that runs longer fails the notebook instead of hanging the report (or CI).
+EXECUTION_TIMEOUT_SECONDS = 1200
 NOTEBOOKS = ("01_reproduce_oom", "02_tune_chunk_and_overlap", "03_memory_profiles", "04_regression_report")
 
 
@@ -30,9 +32,12 @@ def execute(name: str, out: Path, parameters: dict) -> dict:
     values.unlink(missing_ok=True)
     executed = out / f"{name}.ipynb"
     params = {"out_dir": str(out / name), "values_path": str(values), **parameters}
+    if name == "02_tune_chunk_and_overlap":
+        params.setdefault("interactive", False)  # no widget comms under papermill: the plain calls stand for it
     try:
         papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(executed), parameters=params,
-                                   cwd=str(ROOT), progress_bar=False, kernel_name="python3")
+                                   cwd=str(ROOT), progress_bar=False, kernel_name="python3",
+                                   execution_timeout=EXECUTION_TIMEOUT_SECONDS)
     finally:
         if executed.exists():
             body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
