@@ -128,9 +128,7 @@ class _Chain:
         # Geometry of the noise gate (the same for every profile at this rate).
         self.gate: NoiseGate | None = None
         self.denoise = options.denoise
-        probe_gate = NoiseGate(np.zeros(4096, np.float32), rate) if self.denoise else None
-        alignment = probe_gate.alignment_frames if probe_gate else 1
-        self.gate_context_frames = probe_gate.context_frames if probe_gate else 0
+        alignment, self.gate_context_frames = NoiseGate.geometry(rate)[:2] if self.denoise else (1, 0)
         self.chunk_frames = self._frames(options.chunk_seconds, alignment, info.frames, minimum=alignment)
         self.overlap_frames = self._frames(options.overlap_seconds, alignment, info.frames, minimum=0) if self.denoise else 0
         if self.denoise and self.overlap_frames < self.gate_context_frames:

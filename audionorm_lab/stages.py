@@ -130,23 +130,34 @@ class NoiseGate:
                  piece_seconds: float = 2.0):
         from noisereduce.spectralgate.base import _smoothing_filter
 
-        hop = n_fft // 4
         mean_db, std_db = noise_profile_db(noise_clip, n_fft)
         self.noise_threshold_db = mean_db + std_db * n_std_thresh
-        self.sample_rate, self.n_fft, self.hop_frames = sample_rate, n_fft, hop
-        self.prop_decrease = prop_decrease
         self._threshold = self.noise_threshold_db.astype(np.float32)[:, None]
-        # noisereduce's mask smoothing: triangles over n_grad_freq bins and n_grad_time frames each side.
-        n_grad_freq = max(1, int(freq_mask_smooth_hz / (sample_rate / (n_fft / 2))))
-        n_grad_time = max(1, int(time_mask_smooth_ms / (1000.0 * hop / sample_rate)))
+        self.sample_rate, self.n_fft, self.prop_decrease = sample_rate, n_fft, prop_decrease
+        self.hop_frames, self.context_frames, n_grad_freq, n_grad_time = self.geometry(
+            sample_rate, n_fft, freq_mask_smooth_hz, time_mask_smooth_ms)
+        self.alignment_frames = self.hop_frames
         smooth = not (n_grad_freq == 1 and n_grad_time == 1)
         self._kernels = _separable_kernels(_smoothing_filter(n_grad_freq, n_grad_time)) if smooth else None
-        self.alignment_frames = hop
-        smoothing_frames = n_grad_time if smooth else 0
+        self.piece_frames = max(self.hop_frames, int(math.ceil(piece_seconds * sample_rate / self.hop_frames))
+                                * self.hop_frames)
+
+    @staticmethod
+    def geometry(sample_rate: int, n_fft: int = 1024, freq_mask_smooth_hz: float = 500,
+                 time_mask_smooth_ms: float = 50) -> tuple[int, int, int, int]:
+        """The gate's grid and reach, without a noise profile: (hop, context, n_grad_freq, n_grad_time).
+
+        ``hop`` (frames) is the STFT hop, the grid block starts must fall on; ``context`` (frames,
+        a multiple of ``hop``) is how far a sample's output depends on audio around it.
+        ``n_grad_*`` are noisereduce's mask-smoothing half-widths in bins and STFT frames.
+        """
+        hop = n_fft // 4
+        n_grad_freq = max(1, int(freq_mask_smooth_hz / (sample_rate / (n_fft / 2))))
+        n_grad_time = max(1, int(time_mask_smooth_ms / (1000.0 * hop / sample_rate)))
+        smoothing_frames = 0 if (n_grad_freq == 1 and n_grad_time == 1) else n_grad_time
         # A frame's mask depends on frames up to smoothing_frames away; each frame spans n_fft samples.
         needed = (smoothing_frames + 1) * hop + n_fft
-        self.context_frames = int(math.ceil(needed / hop) * hop)
-        self.piece_frames = max(hop, int(math.ceil(piece_seconds * sample_rate / hop)) * hop)
+        return hop, int(math.ceil(needed / hop) * hop), n_grad_freq, n_grad_time
 
     def reset(self) -> None:
         """Nothing to forget: the gate keeps no state between blocks."""
