@@ -25,13 +25,14 @@ def array_reader(samples: np.ndarray) -> Callable[[int], np.ndarray]:
 
 
 def context_chunks(read: Callable[[int], np.ndarray], channels: int, chunk_frames: int, overlap_frames: int
-                   ) -> Iterator[tuple[np.ndarray, int, int]]:
+                   ) -> Iterator[tuple[np.ndarray, int, int, bool]]:
     """Cut a stream into chunks that carry ``overlap_frames`` of context on each side.
 
-    Yields ``(padded, lead, core)``: the chunk proper is ``padded[lead:lead + core]``.
-    At the start and end of the stream there is no context to add, so there the
-    padding is shorter (never zeros). Holds at most ``chunk_frames + 2 * overlap_frames``
-    frames.
+    Yields ``(padded, lead, core, last)``: the chunk proper is ``padded[lead:lead + core]``,
+    and ``last`` says it ends the stream. At the start and end of the stream there is no
+    context to add, so there the padding is shorter (never zeros). Holds at most
+    ``chunk_frames + 2 * overlap_frames + 1`` frames (one frame of look-ahead tells the
+    last chunk).
 
     Parameters
     ----------
@@ -46,7 +47,7 @@ def context_chunks(read: Callable[[int], np.ndarray], channels: int, chunk_frame
     core_start = 0
     ended = False
     while True:
-        wanted_end = core_start + chunk_frames + overlap_frames
+        wanted_end = core_start + chunk_frames + overlap_frames + 1
         if not ended and buffer_start + len(buffer) < wanted_end:
             block = read(wanted_end - buffer_start - len(buffer))
             ended = len(block) < wanted_end - buffer_start - len(buffer)
@@ -58,7 +59,7 @@ def context_chunks(read: Callable[[int], np.ndarray], channels: int, chunk_frame
         padded_start = max(0, core_start - overlap_frames)
         padded_end = min(core_end + overlap_frames, available_end)
         yield (buffer[padded_start - buffer_start: padded_end - buffer_start],
-               core_start - padded_start, core_end - core_start)
+               core_start - padded_start, core_end - core_start, ended and core_end == available_end)
         core_start = core_end
         drop = max(0, core_start - overlap_frames) - buffer_start
         buffer, buffer_start = buffer[drop:], buffer_start + drop

@@ -13,6 +13,7 @@ import sys
 
 from .errors import AudionormError
 from .loudness import integrated_loudness
+from .gate_grid import GATE_GRIDS
 from .options import NOISE_PROFILES, NormalizeOptions
 from .pipeline import PASS_NAMES, NormalizeReport
 from .strategies import CONCAT_MODES, STRATEGIES
@@ -57,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     norm.add_argument("--no-denoise", action="store_true")
     norm.add_argument("--no-loudness", action="store_true", help="one pass, no gain")
     norm.add_argument("--noise-profile", choices=NOISE_PROFILES, default=DEFAULTS.noise_profile)
+    norm.add_argument("--gate-grid", choices=GATE_GRIDS, default=DEFAULTS.gate_grid,
+                      help="noise gate STFT grid: service (noisereduce.reduce_noise's 600,000-frame pieces, "
+                           "the service's samples) or file (one grid from frame 0)")
     norm.add_argument("--subtype", default=None, help="libsndfile subtype of the output, e.g. PCM_16")
     norm.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     norm.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -72,7 +76,7 @@ def options_from_args(args: argparse.Namespace) -> NormalizeOptions:
         chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds, target_lufs=args.target_lufs,
         ceiling_dbfs=args.ceiling_dbfs, highpass_hz=None if args.no_highpass else args.highpass_hz,
         voice_band_hz=None if args.no_voice_band else args.voice_band_hz, denoise=not args.no_denoise,
-        normalize_loudness=not args.no_loudness, noise_profile=args.noise_profile, output_subtype=args.subtype,
+        normalize_loudness=not args.no_loudness, noise_profile=args.noise_profile, gate_grid=args.gate_grid, output_subtype=args.subtype,
     )
 
 

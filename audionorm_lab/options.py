@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from .errors import OptionError
+from .gate_grid import GATE_GRIDS
 
 NOISE_PROFILES = ("file", "chunk")
 
@@ -39,6 +40,13 @@ class NormalizeOptions:
         ``"file"``: one noise profile, from the start of the file, for every chunk
         (what whole-file processing does). ``"chunk"``: each chunk profiles itself,
         as the naive per-chunk fix does; with ``overlap_seconds=0`` this shows its seams.
+    gate_grid : {"service", "file"}
+        Where the noise gate's STFT frames fall. ``"service"``: as in
+        ``noisereduce.reduce_noise(stationary=True)``, which the service called on the
+        whole array: 600,000-frame pieces, each gated with 30,000 frames of context
+        (zeros beyond the file's ends), so streaming gives the service's samples.
+        ``"file"``: one grid from frame 0 over the whole file (``spectral_gating_stationary``
+        on the whole array). See :mod:`audionorm_lab.gate_grid`.
     output_subtype : str or None
         libsndfile subtype of the output (``"PCM_16"``...); None picks the format's default.
     """
@@ -52,6 +60,7 @@ class NormalizeOptions:
     denoise: bool = True
     normalize_loudness: bool = True
     noise_profile: str = "file"
+    gate_grid: str = "service"
     output_subtype: str | None = None
 
     def __post_init__(self):
@@ -65,6 +74,8 @@ class NormalizeOptions:
             raise OptionError(f"peak ceiling must be at most 0 dBFS, not {self.ceiling_dbfs}")
         if self.noise_profile not in NOISE_PROFILES:
             raise OptionError(f"noise profile must be one of {', '.join(NOISE_PROFILES)}, not {self.noise_profile!r}")
+        if self.gate_grid not in GATE_GRIDS:
+            raise OptionError(f"gate grid must be one of {', '.join(GATE_GRIDS)}, not {self.gate_grid!r}")
         if self.voice_band_hz is not None:
             object.__setattr__(self, "voice_band_hz", tuple(float(f) for f in self.voice_band_hz))
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from .chunks import context_chunks
 from .errors import EmptyInputError
+from .gate_grid import GateGrid, spectral_peaks
 from .io import AtomicSink, AudioInfo, check_output_path, open_source, probe
 from .loudness import LoudnessMeter
 from .options import NormalizeOptions
@@ -127,14 +128,19 @@ class _Chain:
                 self.notes.append(note)
         # Geometry of the noise gate (the same for every profile at this rate).
         self.gate: NoiseGate | None = None
+        self.open_bins: np.ndarray | None = None  # (pieces, channels, bins): bins the 80 dB floor opens
         self.denoise = options.denoise
         alignment, self.gate_context_frames = NoiseGate.geometry(rate)[:2] if self.denoise else (1, 0)
+        self.grid = GateGrid.named(options.gate_grid, alignment) if self.denoise else None
         self.chunk_frames = self._frames(options.chunk_seconds, alignment, info.frames, minimum=alignment)
         self.overlap_frames = self._frames(options.overlap_seconds, alignment, info.frames, minimum=0) if self.denoise else 0
-        if self.denoise and self.overlap_frames < self.gate_context_frames:
+        # On the service grid a gate block starts on its piece's grid, up to one hop inside the overlap.
+        self.gate_reach_frames = self.gate_context_frames + (alignment if self.denoise and self.grid.zero_extended
+                                                             else 0)
+        if self.denoise and self.overlap_frames < self.gate_reach_frames:
             self.notes.append(
                 f"overlap {options.overlap_seconds:g} s is shorter than the noise gate's context "
-                f"({self.gate_context_frames / rate:.3f} s): chunk boundaries will differ from whole-file output")
+                f"({self.gate_reach_frames / rate:.3f} s): chunk boundaries will differ from whole-file output")
 
     def _frames(self, seconds: float, alignment: int, total: int | None, minimum: int) -> int:
         """``seconds`` as frames on the gate's hop grid; ``inf`` means the whole input."""
@@ -151,15 +157,52 @@ class _Chain:
         for stage in self.filters:
             stage.reset()
 
-    def run(self, padded: np.ndarray, lead: int, core: int) -> np.ndarray:
-        """Chain output for the ``core`` frames starting ``lead`` frames into ``padded``."""
-        if self.gate is not None:
-            x = self.gate.process(padded)[lead: lead + core]
-        else:
-            x = padded[lead: lead + core]
+    def run(self, padded: np.ndarray, lead: int, core: int, start: int, last: bool) -> np.ndarray:
+        """Chain output for the ``core`` frames starting ``lead`` frames into ``padded``, at frame
+        ``start``; ``last`` says the core ends the stream."""
+        x = padded[lead: lead + core] if self.gate is None else self._gate(padded, lead, core, start, last)
         for stage in self.filters:
             x = stage.process(x)
         return x
+
+    def _gate(self, padded: np.ndarray, lead: int, core: int, start: int, last: bool) -> np.ndarray:
+        """Noise-gate the core on the grid's pieces.
+
+        Each part of the core that lies in one piece is gated in a block that starts on
+        that piece's grid and carries the piece's open bins. On the service grid the
+        signal goes on as zeros beyond the file's ends, as in ``reduce_noise``: at least
+        the gate's reach of them, whatever the overlap, since the file's ends are not
+        chunk boundaries. A piece boundary inside a chunk gets the gate's reach of
+        context from the chunk, for the same reason.
+        """
+        grid, overlap, reach = self.grid, self.overlap_frames, self.gate_reach_frames
+        trail = len(padded) - lead - core
+        if grid.zero_extended:
+            zeros_before = max(0, (max(overlap, reach) if start == 0 else overlap) - lead) if start == lead else 0
+            zeros_after = max(0, (max(overlap, reach) if last else overlap) - trail)
+            if zeros_before or zeros_after:
+                padded = np.concatenate([np.zeros((zeros_before, self.channels), np.float32), padded,
+                                         np.zeros((zeros_after, self.channels), np.float32)])
+                lead, trail = lead + zeros_before, trail + zeros_after
+        block_start, core_end = start - lead, start + core
+        block_end = core_end + trail
+        parts = []
+        for piece, part_start, part_end in grid.split(start, core_end):
+            left = lead if part_start == start else max(lead, reach)
+            right = trail if part_end == core_end else max(trail, reach)
+            first = grid.aligned_start(piece, max(block_start, part_start - left), part_start)
+            end = min(block_end, part_end + right)
+            block = padded[max(first, block_start) - block_start: end - block_start]
+            if first < block_start:  # no context left of an unaligned start: zeros up to the grid
+                block = np.concatenate([np.zeros((block_start - first, self.channels), np.float32), block])
+            gated = self.gate.process(block, self._open_bins(piece))
+            parts.append(gated[part_start - first: part_end - first])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _open_bins(self, piece: int) -> np.ndarray | None:
+        if self.open_bins is None or piece >= len(self.open_bins):
+            return None  # the gate takes the floor from the block itself
+        return self.open_bins[piece]
 
 
 class _Reader:
@@ -180,9 +223,25 @@ class _Reader:
         return block
 
 
-def _noise_clip(open_pass, progress: ProgressCallback | None) -> np.ndarray:
+def _profile(open_pass, chain: _Chain, progress: ProgressCallback | None) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 0: the noise clip (the first :data:`NOISE_PROFILE_FRAMES` frames) and, over the
+    whole stream, each grid piece's loudest STFT magnitude per channel and bin."""
+    head: list[np.ndarray] = []
+    kept = 0
     with open_pass() as source:
-        return _Reader(source, "profile", progress)(NOISE_PROFILE_FRAMES)
+        reader = _Reader(source, "profile", progress)
+
+        def read(frames: int) -> np.ndarray:
+            nonlocal kept
+            block = reader(frames)
+            if kept < NOISE_PROFILE_FRAMES:
+                head.append(block[: NOISE_PROFILE_FRAMES - kept])
+                kept += len(head[-1])
+            return block
+
+        peaks, _ = spectral_peaks(read, chain.channels, chain.grid, NoiseGate.N_FFT)
+    clip = np.concatenate(head) if head else np.zeros((0, chain.channels), np.float32)
+    return clip, peaks
 
 
 def _run(open_pass, chain: _Chain, pass_name: str, progress, consume) -> tuple[int, list[int], int]:
@@ -195,11 +254,12 @@ def _run(open_pass, chain: _Chain, pass_name: str, progress, consume) -> tuple[i
     starts, position = [], 0
     with open_pass() as source:
         reader = _Reader(source, pass_name, progress)
-        for padded, lead, core in context_chunks(reader, chain.channels, chain.chunk_frames, chain.overlap_frames):
+        for padded, lead, core, last in context_chunks(reader, chain.channels, chain.chunk_frames,
+                                                       chain.overlap_frames):
             if chain.denoise and options.noise_profile == "chunk" and (chain.gate is None or core >= 1024):
                 chain.gate = NoiseGate(padded[lead: lead + core], chain.sample_rate)
             starts.append(position)
-            consume(padded[lead: lead + core], chain.run(padded, lead, core))
+            consume(padded[lead: lead + core], chain.run(padded, lead, core, position, last))
             position += core
         return source.frames_read, starts, reader.repaired
 
@@ -221,9 +281,10 @@ def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, write, pro
 
     if chain.denoise and options.noise_profile == "file":
         started = time.perf_counter()
-        clip = _noise_clip(open_pass, progress)
-        if len(clip) >= 1024:
+        clip, peaks = _profile(open_pass, chain, progress)
+        if len(clip) >= NoiseGate.N_FFT:
             chain.gate = NoiseGate(clip, rate)
+            chain.open_bins = chain.gate.open_bins(peaks)
         else:
             chain.denoise = False
             chain.notes.append(f"input shorter than one STFT window ({len(clip)} frames): noise reduction skipped")

@@ -16,6 +16,7 @@ from scipy import ndimage, signal
 
 from .chunks import array_reader, context_chunks
 from .errors import OptionError
+from .stft import istft, stft
 
 #: noisereduce's default ``chunk_size``: with ``clip_noise_stationary`` its noise profile
 #: is taken from this many frames at the start of the signal it is given.
@@ -82,6 +83,12 @@ def voice_band(low_hz: float, high_hz: float, sample_rate: int, channels: int, o
     return IIRFilter(sos, channels, f"voice band {low_hz:g}-{high_hz:g} Hz"), None
 
 
+#: noisereduce gates float64 copies of the signal. In float32, the FFT's rounding swamps bins that
+#: are nearly empty (above an mp3's low-pass) and flips their mask: -91 dB from reduce_noise's
+#: output on a 60 s mp3, against -145 dB in float64.
+GATE_DTYPE = np.float64
+
+
 class NoiseGate:
     """Stationary spectral gating (noisereduce), with a noise profile fixed up front.
 
@@ -125,14 +132,18 @@ class NoiseGate:
         so memory stays bounded whatever the pipeline's chunk length.
     """
 
-    def __init__(self, noise_clip: np.ndarray, sample_rate: int, n_fft: int = 1024, n_std_thresh: float = 1.5,
+    #: noisereduce's default STFT length, samples.
+    N_FFT = 1024
+
+    def __init__(self, noise_clip: np.ndarray, sample_rate: int, n_fft: int = N_FFT, n_std_thresh: float = 1.5,
                  prop_decrease: float = 1.0, freq_mask_smooth_hz: float = 500, time_mask_smooth_ms: float = 50,
                  piece_seconds: float = 2.0):
         from noisereduce.spectralgate.base import _smoothing_filter
 
         mean_db, std_db = noise_profile_db(noise_clip, n_fft)
         self.noise_threshold_db = mean_db + std_db * n_std_thresh
-        self._threshold = self.noise_threshold_db.astype(np.float32)[:, None]
+        # level_dB > threshold_dB  <=>  |X| > 10 ** (threshold_dB / 20) - eps (noisereduce's eps inside the log)
+        self._threshold_magnitude = 10.0 ** (self.noise_threshold_db / 20.0) - float(_EPS)
         self.sample_rate, self.n_fft, self.prop_decrease = sample_rate, n_fft, prop_decrease
         self.hop_frames, self.context_frames, n_grad_freq, n_grad_time = self.geometry(
             sample_rate, n_fft, freq_mask_smooth_hz, time_mask_smooth_ms)
@@ -162,34 +173,74 @@ class NoiseGate:
     def reset(self) -> None:
         """Nothing to forget: the gate keeps no state between blocks."""
 
-    def process(self, block: np.ndarray) -> np.ndarray:
-        """Gate one block, in pieces of at most ``piece_frames`` (plus context) at a time."""
-        if len(block) <= self.piece_frames + 2 * self.context_frames:
-            return self._gate_piece(block)
-        pieces = context_chunks(array_reader(block), block.shape[1], self.piece_frames, self.context_frames)
-        return np.concatenate([self._gate_piece(padded)[lead: lead + core] for padded, lead, core in pieces])
+    def open_bins(self, peaks: np.ndarray) -> np.ndarray:
+        """The bins noisereduce's 80 dB floor opens, given each bin's loudest STFT magnitude.
 
-    def _gate_piece(self, block: np.ndarray) -> np.ndarray:
-        """Gate one block; a block shorter than ``n_fft`` is zero-padded to it and cut back."""
+        noisereduce raises every level to 80 dB below its bin's loudest frame in the
+        signal it gates; where that floor is above the threshold, the whole bin passes.
+
+        Parameters
+        ----------
+        peaks : ndarray, (..., n_fft // 2 + 1)
+            Loudest STFT magnitude (scipy's scaling) of each bin, e.g. from
+            :func:`~audionorm_lab.gate_grid.spectral_peaks`.
+
+        Returns
+        -------
+        ndarray of bool, the shape of ``peaks``
+        """
+        floor_db = 20.0 * np.log10(np.asarray(peaks, np.float64) + float(_EPS)) - float(_TOP_DB)
+        return floor_db > self.noise_threshold_db
+
+    def process(self, block: np.ndarray, open_bins: np.ndarray | None = None) -> np.ndarray:
+        """Gate one block, in pieces of at most ``piece_frames`` (plus context) at a time.
+
+        ``open_bins`` (bool, ``(channels, n_fft // 2 + 1)``) are the bins the 80 dB floor
+        opens in the signal this block belongs to (:meth:`open_bins`); None takes the
+        floor from this block alone, as noisereduce would if handed only this block.
+        """
+        if open_bins is None:
+            open_bins = self._own_open_bins(block)
+        if len(block) <= self.piece_frames + 2 * self.context_frames:
+            return self._gate_piece(block, open_bins)
+        pieces = context_chunks(array_reader(block), block.shape[1], self.piece_frames, self.context_frames)
+        return np.concatenate([self._gate_piece(padded, open_bins)[lead: lead + core]
+                               for padded, lead, core, _ in pieces])
+
+    def _own_open_bins(self, block: np.ndarray) -> np.ndarray:
+        peaks = np.zeros((block.shape[1], self.n_fft // 2 + 1))
+        for channel in range(block.shape[1]):
+            for padded, _, _, _ in context_chunks(array_reader(block[:, channel:channel + 1]), 1,
+                                                  self.piece_frames, self.context_frames):
+                spectrum = stft(padded[:, 0].astype(GATE_DTYPE), self.n_fft, self.hop_frames)
+                peaks[channel] = np.maximum(peaks[channel], np.abs(spectrum).max(axis=0))
+        return self.open_bins(peaks)
+
+    def _gate_piece(self, block: np.ndarray, open_bins: np.ndarray) -> np.ndarray:
+        """Gate one block; a block shorter than ``n_fft`` is zero-padded to it and cut back.
+
+        noisereduce's mask is ``max(level_dB, floor_dB) > threshold_dB``; with the floor's
+        open bins known, that is ``|X| > 10 ** (threshold / 20) - eps`` or an open bin.
+        Spectra are ``(frames, bins)`` here (:mod:`audionorm_lab.stft`).
+        """
         frames = len(block)
         if frames == 0:
             return block
         if frames < self.n_fft:
             block = np.concatenate([block, np.zeros((self.n_fft - frames, block.shape[1]), block.dtype)])
         out = np.zeros(block.shape, np.float32)
-        stft_args = dict(nfft=self.n_fft, nperseg=self.n_fft, noverlap=self.n_fft - self.hop_frames)
         for channel in range(block.shape[1]):
-            _, _, spectrum = signal.stft(block[:, channel], padded=False, **stft_args)
-            level_db = 20.0 * np.log10(np.abs(spectrum) + _EPS)
-            np.maximum(level_db, level_db.max(axis=-1, keepdims=True) - _TOP_DB, out=level_db)
-            mask = (level_db > self._threshold).astype(np.float32)
+            spectrum = stft(block[:, channel].astype(GATE_DTYPE), self.n_fft, self.hop_frames)
+            mask = np.abs(spectrum) > self._threshold_magnitude
+            mask[:, open_bins[channel]] = True
+            mask = mask.astype(np.float32)
             if self.prop_decrease != 1.0:
                 mask = mask * np.float32(self.prop_decrease) + np.float32(1.0 - self.prop_decrease)
             if self._kernels is not None:
-                mask = ndimage.convolve1d(mask, self._kernels[0], axis=0, mode="constant")
-                mask = ndimage.convolve1d(mask, self._kernels[1], axis=1, mode="constant")
+                mask = ndimage.convolve1d(mask, self._kernels[0], axis=1, mode="constant")
+                mask = ndimage.convolve1d(mask, self._kernels[1], axis=0, mode="constant")
             spectrum *= mask
-            _, gated = signal.istft(spectrum, **stft_args)
+            gated = istft(spectrum, self.n_fft, self.hop_frames)
             kept = min(len(gated), frames)
             out[:kept, channel] = gated[:kept]
         return out[:frames]

@@ -56,7 +56,9 @@ def test_context_chunks_cover_the_stream_once(chunk, overlap):
     x = np.arange(10007, dtype=np.float32)[:, None]
     source = ArraySource(x, 8000)
     cores = []
-    for padded, lead, core in context_chunks(source.read, 1, chunk, overlap):
+    chunks = list(context_chunks(source.read, 1, chunk, overlap))
+    assert [last for *_, last in chunks] == [False] * (len(chunks) - 1) + [True]
+    for padded, lead, core, _ in chunks:
         start = int(padded[lead, 0])
         assert lead == min(overlap, start), "left context is as long as asked, or reaches the start"
         assert len(padded) - lead - core == min(overlap, len(x) - start - core)

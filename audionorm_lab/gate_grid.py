@@ -1,0 +1,191 @@
+"""Where the noise gate's STFT frames fall, and each stretch's spectral peaks.
+
+The gate's output depends on the STFT frame grid, and, through noisereduce's 80 dB
+floor (each bin's level is raised to 80 dB below that bin's loudest frame), on the
+loudest frame of every bin across the whole signal the gate was handed. Two grids:
+
+- ``"service"``: what ``noisereduce.reduce_noise(y, sr, stationary=True)`` does, so
+  streaming gives the service's samples. The signal is gated in pieces of
+  :data:`~audionorm_lab.stages.NOISE_PROFILE_FRAMES` (600,000) frames; each piece is
+  handed to the gate with :data:`SERVICE_PADDING_FRAMES` (30,000) frames of context on
+  each side (zeros beyond the file's ends), so its STFT grid starts 30,000 frames
+  before the piece and its 80 dB floor comes from that padded piece.
+- ``"file"``: one grid from frame 0 and one floor for the whole file: what
+  ``spectral_gating_stationary`` does when handed the whole file at once.
+
+:func:`spectral_peaks` measures the loudest STFT magnitude of every bin, piece and
+channel in one streamed pass (O(block) memory; a few kB per piece); the gate turns
+them into the bins the floor opens (:meth:`~audionorm_lab.stages.NoiseGate.open_bins`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .errors import OptionError
+from .stft import frame_spectra
+
+#: noisereduce's ``reduce_noise`` default ``padding``: context on each side of a piece, frames.
+SERVICE_PADDING_FRAMES = 30_000
+GATE_GRIDS = ("service", "file")
+
+
+@dataclass(frozen=True)
+class GateGrid:
+    """The stretches (pieces) a signal is gated in, and each one's STFT grid origin.
+
+    Parameters
+    ----------
+    kind : {"service", "file"}
+    hop_frames : int
+        STFT hop, samples.
+    piece_frames : int or None
+        Samples per piece (``None``: the whole file is one piece).
+    padding_frames : int
+        Context each piece is gated with on each side, samples; its grid starts
+        this far before the piece. Beyond the file's ends the context is zeros.
+    """
+
+    kind: str
+    hop_frames: int
+    piece_frames: int | None
+    padding_frames: int
+
+    @classmethod
+    def named(cls, kind: str, hop_frames: int) -> "GateGrid":
+        from .stages import NOISE_PROFILE_FRAMES
+
+        if kind == "service":
+            return cls(kind, hop_frames, NOISE_PROFILE_FRAMES, SERVICE_PADDING_FRAMES)
+        if kind == "file":
+            return cls(kind, hop_frames, None, 0)
+        raise OptionError(f"gate grid must be one of {', '.join(GATE_GRIDS)}, not {kind!r}")
+
+    @property
+    def zero_extended(self) -> bool:
+        """Whether the signal continues as zeros beyond the file's ends (service), or stops there (file)."""
+        return self.padding_frames > 0
+
+    def piece_of(self, frame: int) -> int:
+        """Index of the piece holding ``frame``."""
+        return 0 if self.piece_frames is None else frame // self.piece_frames
+
+    def origin(self, piece: int) -> int:
+        """Frame the piece's STFT grid starts at (frame centres fall on ``origin + k * hop``)."""
+        return 0 if self.piece_frames is None else piece * self.piece_frames - self.padding_frames
+
+    def split(self, start: int, end: int) -> list[tuple[int, int, int]]:
+        """``[start, end)`` cut at piece boundaries: ``(piece, sub_start, sub_end)`` in order."""
+        if self.piece_frames is None:
+            return [(0, start, end)] if end > start else []
+        parts, position = [], start
+        while position < end:
+            piece = self.piece_of(position)
+            stop = min(end, (piece + 1) * self.piece_frames)
+            parts.append((piece, position, stop))
+            position = stop
+        return parts
+
+    def aligned_start(self, piece: int, earliest: int, latest: int) -> int:
+        """A frame on the piece's grid for a gate block to start at: the first at or after
+        ``earliest`` if that is not after ``latest``, else the last before ``earliest``."""
+        step = self.hop_frames
+        start = earliest + (self.origin(piece) - earliest) % step
+        return start if start <= latest else start - step
+
+    def extent(self, piece: int, total_frames: int) -> tuple[int, int]:
+        """The stretch of signal the piece is gated with, ``[start, end)``: the STFT sees
+        zeros outside it (and outside the file)."""
+        if self.piece_frames is None:
+            return 0, total_frames
+        origin = self.origin(piece)
+        if total_frames <= self.piece_frames:  # noisereduce gates a short file as one piece
+            return origin, total_frames + self.padding_frames
+        return origin, origin + self.piece_frames + 2 * self.padding_frames
+
+    def centre_range(self, piece: int, total_frames: int, n_fft: int) -> tuple[int, int]:
+        """First and one-past-last centre of the piece's STFT frames that hold any audio.
+
+        scipy's STFT (``boundary="zeros"``) centres frames on ``origin + k * hop`` from
+        the extent's start to its end. Frames wholly in zeros beyond the file's ends are
+        left out: their magnitudes are 0 and cannot raise a bin's peak.
+        """
+        origin = self.origin(piece)
+        start, end = self.extent(piece, total_frames)
+        first = max(origin, -(n_fft // 2) + 1)
+        first = origin + math.ceil((first - origin) / self.hop_frames) * self.hop_frames
+        last = min(origin + (end - start) // self.hop_frames * self.hop_frames, total_frames + n_fft // 2 - 1)
+        return first, last + 1
+
+
+def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateGrid, n_fft: int,
+                   block_frames: int = 1 << 17) -> tuple[np.ndarray, int]:
+    """Each piece's loudest STFT magnitude per channel and bin, in one streamed pass.
+
+    The STFT is scipy's (periodic Hann window of ``n_fft``, hop ``grid.hop_frames``,
+    magnitudes scaled by the window's sum), on each piece's own grid, over the
+    piece's padded stretch with zeros beyond the file's ends.
+
+    Parameters
+    ----------
+    read : callable
+        ``read(n)`` returns up to ``n`` float32 ``(frames, channels)`` frames, fewer only at the end.
+    block_frames : int
+        Samples read at a time; memory is O(block_frames + n_fft).
+
+    Returns
+    -------
+    peaks : ndarray, (pieces, channels, n_fft // 2 + 1)
+    total_frames : int
+        Frames the stream held.
+    """
+    half, hop = n_fft // 2, grid.hop_frames
+    peaks: list[np.ndarray] = []
+    next_centre: dict[int, int | None] = {}  # pieces still being scanned -> next frame centre
+    buffer = np.zeros((n_fft, channels), np.float32)  # zeros before frame 0
+    buffer_start, total, ended = -n_fft, 0, False
+    while not ended:
+        block = np.asarray(read(block_frames), np.float32)
+        ended = len(block) < block_frames
+        total += len(block)
+        tail = [np.zeros((n_fft, channels), np.float32)] if ended else []
+        buffer = np.concatenate([buffer, block, *tail])
+        buffer_end = buffer_start + len(buffer)
+        known_total = total if ended else None
+        if ended:
+            wanted = max(1, math.ceil(total / grid.piece_frames)) if grid.piece_frames else 1
+        else:
+            wanted = grid.piece_of(buffer_end + grid.padding_frames + n_fft) + 1
+        for piece in range(len(peaks), wanted):
+            peaks.append(np.zeros((channels, half + 1)))
+            next_centre[piece] = None
+        for piece in list(next_centre):
+            first, stop = grid.centre_range(piece, known_total if ended else 1 << 62, n_fft)
+            centre = first if next_centre[piece] is None else next_centre[piece]
+            limit = min(stop, buffer_end - half + 1)
+            if centre < limit:
+                count = (limit - 1 - centre) // hop + 1
+                offset = centre - half - buffer_start
+                segment = buffer[offset: offset + (count - 1) * hop + n_fft]
+                lo, hi = grid.extent(piece, known_total if ended else 1 << 62)
+                seg_start = centre - half
+                if seg_start < lo or seg_start + len(segment) > hi:  # zeros beyond the piece's stretch
+                    segment = segment.copy()
+                    segment[: max(0, lo - seg_start)] = 0
+                    segment[max(0, hi - seg_start):] = 0
+                frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft, axis=0)[::hop]  # (count, ch, n_fft)
+                magnitude = np.abs(frame_spectra(frames.astype(np.float64)))  # float64, as the gate's STFT
+                np.maximum(peaks[piece], magnitude.max(axis=0), out=peaks[piece])
+                centre += count * hop
+            next_centre[piece] = centre
+            if centre >= stop:
+                del next_centre[piece]
+        pending = [c for c in next_centre.values() if c is not None]
+        keep_from = min(pending + [buffer_end]) - half
+        keep_from = max(buffer_start, min(keep_from, buffer_end - n_fft))
+        buffer, buffer_start = buffer[keep_from - buffer_start:], keep_from
+    return np.stack(peaks[:wanted]), total
