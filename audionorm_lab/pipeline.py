@@ -1,6 +1,8 @@
 """The chunk scheduler: two passes over a stream in chunks, constant memory.
 
-Pass 0 (profile) reads the head of the file for the noise profile. Pass 1
+Pass 0 (profile) reads the head of the file for the noise profile and, over the
+whole stream, each grid piece's loudest STFT frame per bin, which sets noisereduce's
+80 dB floor (:mod:`audionorm_lab.gate_grid`): a few kB per 600,000 frames. Pass 1
 (measure) runs the chain (noise gate, high-pass, voice band) chunk by chunk and
 keeps only summaries: the integrated loudness meter's 100 ms energies and the
 peak. Pass 2 (apply) runs the same chain again from a reset state, applies the
@@ -9,7 +11,9 @@ twice costs CPU but no disk and no memory; its output is identical both times.
 
 Each chunk is handed to the noise gate with ``overlap_seconds`` of audio on each
 side, and only its middle is kept (overlap-save); the IIR stages carry their state
-from chunk to chunk instead. Memory is O(chunk + 2 x overlap) samples plus
+from chunk to chunk instead. The gate works on the grid of ``options.gate_grid``: by
+default ``reduce_noise``'s own 600,000-frame pieces, so the output is the service's,
+whatever ``chunk_seconds`` is (a chunk that spans a piece boundary is gated in two parts). Memory is O(chunk + 2 x overlap) samples plus
 O(duration / 100 ms) floats.
 """
 

@@ -98,12 +98,21 @@ class NoiseGate:
     standard deviation in dB); every block is then gated against that same profile.
 
     The gating follows noisereduce's ``spectral_gating_stationary`` step by step
-    (STFT, dB with an 80 dB floor below each bin's maximum, mask above the
-    threshold, mask smoothing, inverse STFT), with two changes that leave the
-    result the same to float32 precision: the smoothing kernel, an outer product
-    of two triangles, is applied as two 1-D convolutions instead of a 2-D FFT
-    convolution, and the mask is float32. That makes the gate about twice as fast
-    and its memory a third.
+    (float64 STFT, dB with an 80 dB floor below each bin's loudest frame, mask above
+    the threshold, mask smoothing, inverse STFT), with changes that leave the result
+    the same: the dB comparison is made on magnitudes (``|X| > 10 ** (thr / 20) - eps``),
+    the 80 dB floor is given as the bins it opens (:meth:`open_bins`, from the loudest
+    frames of the whole signal noisereduce would have been handed), the smoothing
+    kernel, an outer product of two triangles, is applied as two 1-D convolutions
+    instead of a 2-D FFT convolution, the mask is float32, and scipy's STFT runs
+    without its per-frame loop (:mod:`audionorm_lab.stft`).
+
+    Measured against ``noisereduce.reduce_noise(y, sr, stationary=True)`` itself, as
+    the service called it, with the pipeline on the service's grid
+    (``gate_grid="service"``): -145 dB of the signal's RMS on 5 to 31 s clips of one to
+    three 600,000-frame pieces, mono and stereo, 44.1 and 48 kHz, in any chunk length
+    (``tests/test_service_grid.py``). On one grid from frame 0 (``gate_grid="file"``)
+    the same clips differ from ``reduce_noise`` by about -30 dB: the frames fall elsewhere.
 
     The gate is stateless between calls, but its output near a block's edges
     depends on audio outside the block (the STFT window and the mask smoothing).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 
 MB = 1e6
@@ -93,3 +94,19 @@ def make_plots(rows: list[dict], out: Path, limit: int) -> list[Path]:
         fig.savefig(path, dpi=100)
         written.append(path)
     return written
+
+
+def plot_difference_spectrograms(outputs: dict, differences_db: dict, fig) -> None:
+    """One panel per output: the spectrogram of (output - the service's output), dB re. the service's loudest bin."""
+    from .fidelity import difference_spectrogram
+
+    labels = [label for label in outputs if label != "service"]
+    axes = fig.subplots(1, len(labels), sharey=True)
+    mesh = None
+    for ax, label in zip(np.atleast_1d(axes), labels):
+        freqs, times, level = difference_spectrogram(outputs[label], outputs["service"])
+        mesh = ax.pcolormesh(times, freqs / 1000, level, vmin=-160, vmax=-20, shading="auto", cmap="magma")
+        ax.set_title(f"{label}\n{differences_db[label]:.1f} dB from the service", fontsize=10)
+        ax.set_xlabel("time (s)")
+    np.atleast_1d(axes)[0].set_ylabel("frequency (kHz)")
+    fig.colorbar(mesh, ax=list(np.atleast_1d(axes)), label="difference, dB re. the service's loudest bin")

@@ -14,7 +14,8 @@ def reports(tmp_path_factory):
 
 def test_01_reproduce_oom(reports):
     values = execute("01_reproduce_oom", reports, {"sizes": "10s,2m", "memory_limit": "300M",
-                                                   "service_duration": "2m", "service_memory_limit": "400M"})
+                                                   "service_duration": "2m", "service_memory_limit": "400M",
+                                                   "fidelity_seconds": 15.0})
     assert values["full_load_killed"] == ["2m"]
     assert values["full_load_status"]["2m"] == "killed: signal 9" and values["full_load_status"]["10s"] == "ok"
     assert values["streaming_ok"] and max(values["streaming_peak_rss_mb"].values()) < 300
@@ -23,6 +24,16 @@ def test_01_reproduce_oom(reports):
     assert service["full-load"]["status"] == "FAILURE" and service["full-load"]["worker_lost"]
     assert any("signal 9 (SIGKILL)" in line for line in service["full-load"]["log_lines"])
     assert service["streaming"]["status"] == "SUCCESS"
+    # the fix changes nothing but the memory: streaming gives the service's samples, the proposal does not
+    wav = values["fidelity_wav_db"]
+    assert wav["streaming (service grid)"] <= -90 and wav["streaming (file grid)"] > -60
+    assert wav["ffmpeg-segments"] > wav["streaming (file grid)"] - 20
+    decoders = values["decoders"]
+    assert decoders["start_offset_frames"] == 0 and len(set(decoders["frames"].values())) == 1
+    assert decoders["float_decoders_db"] < decoders["pydub_int16_db"] < -60
+    mp3 = values["fidelity_mp3_db"]
+    assert mp3["streaming (service grid)"] < mp3["ffmpeg-segments"]
+    assert mp3["streaming (service grid) of the service's decode"] <= -90, "what remains is the decode"
 
 
 def test_02_tune_chunk_and_overlap(reports):
@@ -46,6 +57,7 @@ def test_04_regression_report_passes_on_the_committed_baseline(reports):
     values = execute("04_regression_report", reports, {})
     assert values["failed"] == []
     assert values["figures"]["loudness_error_lu"] < 0.5
+    assert values["figures"]["streaming_vs_full_load_db"] <= -90
 
 
 def test_04_regression_report_fails_on_a_regression(reports, tmp_path):

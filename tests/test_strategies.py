@@ -53,17 +53,18 @@ def test_every_strategy_writes_a_valid_output_of_the_same_length(outputs, speech
 def test_measured_differences_between_strategies(outputs):
     """Streaming stays close to the service's output; per-chunk processing does not.
 
-    Measured here (3-minute speech mp3, 10 s chunks): streaming vs full-load 31.6 dB SNR
-    (the remaining difference is noisereduce's own 600,000-frame pieces in full-load, not
-    aligned to its STFT hop, and full-load's 16-bit export), ffmpeg-segments vs full-load
-    10.2 dB (per-chunk noise profiles and gains).
+    Measured here (3-minute speech mp3, 10 s chunks): streaming vs full-load 62.3 dB SNR,
+    ffmpeg-segments vs full-load 10.2 dB (per-chunk noise profiles and gains). What
+    remains for streaming is the decode (the service's ffmpeg into 16-bit samples against
+    libsndfile's float) and full-load's 16-bit export; on 16-bit WAVs the two agree to
+    110 dB (tests/test_service_grid.py).
     """
     reference = outputs["full-load"][0]
     streaming_snr = snr_db(outputs["streaming"][0], reference)
     segments_snr = snr_db(outputs["segments-stream"][0], reference)
     print(f"streaming vs full-load: {streaming_snr:.1f} dB SNR; ffmpeg-segments vs full-load: {segments_snr:.1f} dB")
-    assert streaming_snr > 20.0
-    assert segments_snr < streaming_snr - 10.0
+    assert streaming_snr > 55.0
+    assert segments_snr < streaming_snr - 40.0
     # the two joins of the proposal write the same audio, but for the memory join's 16-bit export (68 dB)
     assert snr_db(outputs["segments-memory"][0], outputs["segments-stream"][0]) > 60.0
 
