@@ -15,6 +15,7 @@ from .errors import AudionormError
 from .loudness import integrated_loudness
 from .gate_grid import GATE_GRIDS
 from .options import NOISE_PROFILES, NormalizeOptions
+from .spill import SPILL_MODES
 from .pipeline import PASS_NAMES, NormalizeReport
 from .strategies import CONCAT_MODES, STRATEGIES
 
@@ -61,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     norm.add_argument("--gate-grid", choices=GATE_GRIDS, default=DEFAULTS.gate_grid,
                       help="noise gate STFT grid: service (noisereduce.reduce_noise's 600,000-frame pieces, "
                            "the service's samples) or file (one grid from frame 0)")
+    norm.add_argument("--workers", type=int, default=None, metavar="N",
+                      help="threads that gate chunks at once (default: the cores this process may use; "
+                           "1: sequential)")
+    norm.add_argument("--spill", choices=SPILL_MODES, default=DEFAULTS.spill,
+                      help="auto: run the chain once, keeping its output on disk until the gain is known "
+                           "(in a float WAV output itself, or a spill file beside the output); never: run it twice")
     norm.add_argument("--subtype", default=None, help="libsndfile subtype of the output, e.g. PCM_16")
     norm.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     norm.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -76,7 +83,7 @@ def options_from_args(args: argparse.Namespace) -> NormalizeOptions:
         chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds, target_lufs=args.target_lufs,
         ceiling_dbfs=args.ceiling_dbfs, highpass_hz=None if args.no_highpass else args.highpass_hz,
         voice_band_hz=None if args.no_voice_band else args.voice_band_hz, denoise=not args.no_denoise,
-        normalize_loudness=not args.no_loudness, noise_profile=args.noise_profile, gate_grid=args.gate_grid, output_subtype=args.subtype,
+        normalize_loudness=not args.no_loudness, noise_profile=args.noise_profile, gate_grid=args.gate_grid, workers=args.workers, spill=args.spill, output_subtype=args.subtype,
     )
 
 

@@ -21,6 +21,7 @@ them into the bins the floor opens (:meth:`~audionorm_lab.stages.NoiseGate.open_
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -123,7 +124,8 @@ class GateGrid:
 
 
 def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateGrid, n_fft: int,
-                   block_frames: int = 1 << 17) -> tuple[np.ndarray, int]:
+                   block_frames: int = 1 << 15, workers: int = 1,
+                   on_piece: Callable[[int, np.ndarray], None] | None = None) -> tuple[np.ndarray, int]:
     """Each piece's loudest STFT magnitude per channel and bin, in one streamed pass.
 
     The STFT is scipy's (periodic Hann window of ``n_fft``, hop ``grid.hop_frames``,
@@ -136,6 +138,10 @@ def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateG
         ``read(n)`` returns up to ``n`` float32 ``(frames, channels)`` frames, fewer only at the end.
     block_frames : int
         Samples read at a time; memory is O(block_frames + n_fft).
+    workers : int
+        Threads that share the FFTs.
+    on_piece : callable, optional
+        ``on_piece(piece, peaks)`` as soon as a piece's peaks are final, in piece order.
 
     Returns
     -------
@@ -145,6 +151,7 @@ def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateG
     """
     half, hop = n_fft // 2, grid.hop_frames
     peaks: list[np.ndarray] = []
+    reported = 0  # pieces handed to on_piece
     next_centre: dict[int, int | None] = {}  # pieces still being scanned -> next frame centre
     buffer = np.zeros((n_fft, channels), np.float32)  # zeros before frame 0
     buffer_start, total, ended = -n_fft, 0, False
@@ -178,14 +185,109 @@ def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateG
                     segment[: max(0, lo - seg_start)] = 0
                     segment[max(0, hi - seg_start):] = 0
                 frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft, axis=0)[::hop]  # (count, ch, n_fft)
-                magnitude = np.abs(frame_spectra(frames.astype(np.float64)))  # float64, as the gate's STFT
+                magnitude = np.abs(frame_spectra(frames.astype(np.float64), workers))  # float64, as the gate's STFT
                 np.maximum(peaks[piece], magnitude.max(axis=0), out=peaks[piece])
                 centre += count * hop
             next_centre[piece] = centre
             if centre >= stop:
                 del next_centre[piece]
+                reported = _report(reported, piece, peaks, next_centre, on_piece)
         pending = [c for c in next_centre.values() if c is not None]
         keep_from = min(pending + [buffer_end]) - half
         keep_from = max(buffer_start, min(keep_from, buffer_end - n_fft))
         buffer, buffer_start = buffer[keep_from - buffer_start:], keep_from
+    _report(reported, wanted - 1, peaks, {}, on_piece)
     return np.stack(peaks[:wanted]), total
+
+
+def _report(reported: int, finished: int, peaks: list, pending: dict, on_piece) -> int:
+    """Report pieces up to ``finished`` that no earlier piece still holds back; the count reported."""
+    while reported <= finished and reported not in pending and reported < len(peaks):
+        if on_piece is not None:
+            on_piece(reported, peaks[reported])
+        reported += 1
+    return reported
+
+
+class PeakScan:
+    """:func:`spectral_peaks` on a thread of its own, over its own reader, ahead of the chain.
+
+    The first ``head_frames`` frames (the noise clip) are kept for :meth:`head`; each piece's
+    peaks are handed out by :meth:`peaks` as soon as the scan has passed the piece, so
+    the chain can gate piece ``p`` while the scan reads piece ``p + 1``. An error in the
+    scan is raised, unchanged, in whoever waits on it.
+    """
+
+    def __init__(self, read: Callable[[int], np.ndarray], channels: int, grid: GateGrid, n_fft: int,
+                 head_frames: int):
+        self._read, self._channels, self._grid, self._n_fft = read, channels, grid, n_fft
+        self._head_frames = head_frames
+        self._head: list[np.ndarray] = []
+        self._head_kept = 0
+        self._peaks: dict[int, np.ndarray] = {}
+        self._head_done = self._done = self._stopped = False
+        self._error: BaseException | None = None
+        self._ready = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="audionorm-peak-scan", daemon=True)
+
+    def start(self) -> "PeakScan":
+        self._thread.start()
+        return self
+
+    def _read_and_keep(self, frames: int) -> np.ndarray:
+        if self._stopped:
+            raise _Stopped
+        block = self._read(frames)
+        if self._head_kept < self._head_frames:
+            self._head.append(block[: self._head_frames - self._head_kept])
+            self._head_kept += len(self._head[-1])
+        if not self._head_done and (self._head_kept >= self._head_frames or len(block) < frames):
+            with self._ready:
+                self._head_done = True
+                self._ready.notify_all()
+        return block
+
+    def _piece_done(self, piece: int, peaks: np.ndarray) -> None:
+        with self._ready:
+            self._peaks[piece] = peaks.copy()
+            self._ready.notify_all()
+
+    def _run(self) -> None:
+        try:
+            spectral_peaks(self._read_and_keep, self._channels, self._grid, self._n_fft, on_piece=self._piece_done)
+        except _Stopped:
+            pass
+        except BaseException as exc:  # handed to the waiting thread
+            self._error = exc
+        with self._ready:
+            self._head_done = self._done = True
+            self._ready.notify_all()
+
+    def _wait(self, ready: Callable[[], bool]) -> None:
+        with self._ready:
+            self._ready.wait_for(lambda: ready() or self._error is not None or self._done)
+            if self._error is not None:
+                raise self._error
+
+    def head(self) -> np.ndarray:
+        """The first ``head_frames`` frames (fewer if the stream is shorter)."""
+        self._wait(lambda: self._head_done)
+        return np.concatenate(self._head) if self._head else np.zeros((0, self._channels), np.float32)
+
+    def peaks(self, piece: int) -> np.ndarray | None:
+        """The piece's peaks, once final; None for a piece past the stream's end."""
+        self._wait(lambda: piece in self._peaks)
+        return self._peaks.get(piece)
+
+    def wait(self) -> None:
+        """Wait for the whole scan (the sequential path: nothing else runs meanwhile)."""
+        self._wait(lambda: self._done)
+
+    def close(self) -> None:
+        """Stop the scan (if it still runs) and wait for its thread."""
+        self._stopped = True
+        self._thread.join()
+
+
+class _Stopped(Exception):
+    """The scan was stopped by :meth:`PeakScan.close`."""

@@ -354,13 +354,58 @@ class AtomicSink:
             ) from None
         return self
 
+    @property
+    def folder(self) -> Path:
+        """The output's folder: where its temporary file (and any spill) lives."""
+        return self.path.parent
+
+    @property
+    def rewritable(self) -> bool:
+        """Whether the frames written can be read back and rewritten in place without loss
+        (32-bit float WAV): the pipeline then applies its gain in the output itself."""
+        return self.format in ("WAV", "RF64") and self.subtype == "FLOAT"
+
+    def estimated_bytes(self, frames: int) -> int:
+        """The finished file's size at most, bytes, for free-space checks (compressed formats take less)."""
+        width = {"FLOAT": 4, "PCM_32": 4, "DOUBLE": 8, "PCM_24": 3, "PCM_U8": 1, "PCM_S8": 1}.get(self.subtype, 2)
+        return frames * self.channels * width
+
     def write(self, block: np.ndarray) -> None:
-        self._file.write(block)
+        try:
+            self._file.write(block)
+        except (AssertionError, sf.LibsndfileError, RuntimeError, OSError):
+            # libsndfile reports a short write without errno: ENOSPC or RLIMIT_FSIZE (EFBIG)
+            raise OutputPathError(f"{self.path}: cannot write after {self.frames_written} frames "
+                                  f"(no space left, or a file size limit)") from None
         self.frames_written += len(block)
+
+    def rewrite(self, transform, block_frames: int = 1 << 16) -> None:
+        """Replace every frame written by ``transform(block)``, in place, ``block_frames`` at a time.
+
+        Only for :attr:`rewritable` sinks; the file keeps its temporary name until the sink exits.
+        """
+        if not self.rewritable:
+            raise ValueError(f"{self.format}/{self.subtype} cannot be rewritten in place")
+        self._file.close()
+        try:
+            with sf.SoundFile(str(self._tmp), "r+") as f:
+                position = 0
+                while position < self.frames_written:
+                    f.seek(position)
+                    block = f.read(min(block_frames, self.frames_written - position), dtype="float32",
+                                   always_2d=True)
+                    if len(block) == 0:
+                        raise OutputPathError(f"{self.path}: its temporary file came back short")
+                    f.seek(position)
+                    f.write(transform(block))
+                    position += len(block)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise OutputPathError(f"{self.path}: cannot rewrite its temporary file ({exc})") from None
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            self._file.close()
+            if not self._file.closed:
+                self._file.close()
             if exc_type is None:
                 umask = os.umask(0)
                 os.umask(umask)

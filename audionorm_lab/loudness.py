@@ -63,6 +63,10 @@ def _hop_boundary(index: int, sample_rate: int) -> int:
     return ((index + 1) * sample_rate + HOPS_PER_SECOND // 2) // HOPS_PER_SECOND
 
 
+#: Frames filtered at a time by :meth:`LoudnessMeter.update` (bounds its float64 temporaries).
+UPDATE_FRAMES = 1 << 16
+
+
 class LoudnessMeter:
     """Integrated loudness of a stream, fed block by block.
 
@@ -95,13 +99,21 @@ class LoudnessMeter:
         self.frames = 0
 
     def update(self, block: np.ndarray) -> None:
-        """Feed the next ``(frames, channels)`` block of the stream."""
+        """Feed the next ``(frames, channels)`` block of the stream.
+
+        Filtered in sub-blocks of :data:`UPDATE_FRAMES`, so the float64 temporaries stay a
+        few MB whatever the block's length.
+        """
         if block.ndim == 1:
             block = block[:, None]
-        if len(block) == 0:
-            return
+        for first in range(0, len(block), UPDATE_FRAMES):
+            self._update(block[first: first + UPDATE_FRAMES])
+
+    def _update(self, block: np.ndarray) -> None:
         weighted, self._zi = signal.sosfilt(self._sos, block, axis=0, zi=self._zi)
-        power = (np.square(weighted) * self._weights).sum(axis=1)  # not @: BLAS would allocate a 32 MiB buffer
+        np.square(weighted, out=weighted)
+        weighted *= self._weights
+        power = weighted.sum(axis=1)  # not @: BLAS would allocate a 32 MiB buffer
         start = self.frames
         end = start + len(block)
         position = start

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 
 from .errors import OptionError
 from .gate_grid import GATE_GRIDS
+from .parallel import check_workers
+from .spill import SPILL_MODES
 
 NOISE_PROFILES = ("file", "chunk")
 
@@ -18,8 +20,10 @@ class NormalizeOptions:
     Parameters
     ----------
     chunk_seconds : float
-        Audio processed at a time, seconds. Memory grows with it, not with the file.
-        ``math.inf`` processes the whole input as one chunk (whole-file processing).
+        Audio processed at a time, seconds. Memory grows with it (and with ``workers``, one
+        chunk in flight per worker), not with the file. The output does not depend on it.
+        ``math.inf`` processes the whole input as one chunk (whole-file processing). The
+        default, 5 s, keeps two workers within 60 MB of the import floor.
     overlap_seconds : float
         Context margin read on each side of a chunk and thrown away after noise
         reduction (overlap-save), seconds. At least the gate's time support
@@ -47,11 +51,20 @@ class NormalizeOptions:
         (zeros beyond the file's ends), so streaming gives the service's samples.
         ``"file"``: one grid from frame 0 over the whole file (``spectral_gating_stationary``
         on the whole array). See :mod:`audionorm_lab.gate_grid`.
+    workers : int or None
+        Threads that gate chunks at once (one chunk in flight each); None: the cores this
+        process may use (``os.sched_getaffinity``), which is also the most used. 1 is the
+        sequential path.
+    spill : {"auto", "never"}
+        ``"auto"``: the chain runs once; its pre-gain output is kept on disk (in the float
+        WAV output itself, or a spill file next to the output when there is room) and the
+        gain applied from there. ``"never"``: the chain runs twice, nothing extra on disk.
+        Both give the same samples.
     output_subtype : str or None
         libsndfile subtype of the output (``"PCM_16"``...); None picks the format's default.
     """
 
-    chunk_seconds: float = 10.0
+    chunk_seconds: float = 5.0
     overlap_seconds: float = 0.5
     target_lufs: float = -23.0
     ceiling_dbfs: float = -1.0
@@ -61,6 +74,8 @@ class NormalizeOptions:
     normalize_loudness: bool = True
     noise_profile: str = "file"
     gate_grid: str = "service"
+    workers: int | None = None
+    spill: str = "auto"
     output_subtype: str | None = None
 
     def __post_init__(self):
@@ -76,6 +91,10 @@ class NormalizeOptions:
             raise OptionError(f"noise profile must be one of {', '.join(NOISE_PROFILES)}, not {self.noise_profile!r}")
         if self.gate_grid not in GATE_GRIDS:
             raise OptionError(f"gate grid must be one of {', '.join(GATE_GRIDS)}, not {self.gate_grid!r}")
+        if self.spill not in SPILL_MODES:
+            raise OptionError(f"spill must be one of {', '.join(SPILL_MODES)}, not {self.spill!r}")
+        if self.workers is not None:
+            check_workers(self.workers)
         if self.voice_band_hz is not None:
             object.__setattr__(self, "voice_band_hz", tuple(float(f) for f in self.voice_band_hz))
 

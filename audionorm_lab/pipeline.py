@@ -2,7 +2,8 @@
 
 Pass 0 (profile) reads the head of the file for the noise profile and, over the
 whole stream, each grid piece's loudest STFT frame per bin, which sets noisereduce's
-80 dB floor (:mod:`audionorm_lab.gate_grid`): a few kB per 600,000 frames. Pass 1
+80 dB floor (:mod:`audionorm_lab.gate_grid`): a few kB per 600,000 frames. It runs on
+a thread and a reader of its own, ahead of pass 1, which waits for each piece. Pass 1
 (measure) runs the chain (noise gate, high-pass, voice band) chunk by chunk and
 keeps only summaries: the integrated loudness meter's 100 ms energies and the
 peak. Pass 2 (apply) runs the same chain again from a reset state, applies the
@@ -24,16 +25,18 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
 from .chunks import context_chunks
 from .errors import EmptyInputError
-from .gate_grid import GateGrid, spectral_peaks
+from .gate_grid import GateGrid, PeakScan
 from .io import AtomicSink, AudioInfo, check_output_path, open_source, probe
 from .loudness import LoudnessMeter
 from .options import NormalizeOptions
+from .parallel import available_cores, check_workers, ordered_map
+from .spill import Spill, spill_room
 from .stages import NOISE_PROFILE_FRAMES, Gain, IIRFilter, NoiseGate, highpass, limit_gain, voice_band
 
 #: ``progress(pass_name, frames_done, frames_expected)``; frames_expected may be None.
@@ -49,7 +52,10 @@ class NormalizeReport:
     ``loudness_in_lufs`` is the input as it is; ``loudness_before_gain_lufs`` the
     chain's output before the gain (what the gain is computed from);
     ``loudness_out_lufs`` is measured on the samples written. ``notes`` says, in
-    words, anything repaired, cut short, clamped or skipped.
+    words, anything repaired, cut short, clamped or skipped. ``gain_path`` says how the
+    gain reached the output: ``"in place"`` (float WAV output rewritten), ``"spill file"``,
+    ``"chain twice"`` (no room or ``spill="never"``: ``chain_runs`` is then 2) or
+    ``"no gain"``; ``workers`` is the number of threads that gated chunks.
     """
 
     input_path: str
@@ -81,6 +87,9 @@ class NormalizeReport:
     pass_seconds: dict[str, float]
     options: dict
     notes: list[str] = field(default_factory=list)
+    chain_runs: int = 1
+    gain_path: str = "no gain"
+    workers: int = 1
 
     def to_dict(self) -> dict:
         """JSON-ready: ``-inf`` loudness becomes None."""
@@ -111,6 +120,26 @@ class ArraySource:
         self.close()
 
 
+class ArraySink:
+    """An output in memory, for whole-array processing: the gain is applied in place."""
+
+    folder = None
+    rewritable = True
+
+    def __init__(self, frames: int, channels: int):
+        self.samples = np.empty((frames, channels), np.float32)
+        self.frames_written = 0
+
+    def write(self, block: np.ndarray) -> None:
+        self.samples[self.frames_written: self.frames_written + len(block)] = block
+        self.frames_written += len(block)
+
+    def rewrite(self, transform, block_frames: int = 1 << 16) -> None:
+        for start in range(0, self.frames_written, block_frames):
+            block = self.samples[start: min(start + block_frames, self.frames_written)]
+            block[:] = transform(block)
+
+
 def _db(linear: float) -> float:
     return 20.0 * math.log10(linear) if linear > 0 else float("-inf")
 
@@ -132,7 +161,7 @@ class _Chain:
                 self.notes.append(note)
         # Geometry of the noise gate (the same for every profile at this rate).
         self.gate: NoiseGate | None = None
-        self.open_bins: np.ndarray | None = None  # (pieces, channels, bins): bins the 80 dB floor opens
+        self.peak_scan: PeakScan | None = None  # each grid piece's spectral peaks, for the 80 dB floor
         self.denoise = options.denoise
         alignment, self.gate_context_frames = NoiseGate.geometry(rate)[:2] if self.denoise else (1, 0)
         self.grid = GateGrid.named(options.gate_grid, alignment) if self.denoise else None
@@ -161,13 +190,21 @@ class _Chain:
         for stage in self.filters:
             stage.reset()
 
-    def run(self, padded: np.ndarray, lead: int, core: int, start: int, last: bool) -> np.ndarray:
-        """Chain output for the ``core`` frames starting ``lead`` frames into ``padded``, at frame
-        ``start``; ``last`` says the core ends the stream."""
-        x = padded[lead: lead + core] if self.gate is None else self._gate(padded, lead, core, start, last)
+    def filter(self, x: np.ndarray) -> np.ndarray:
+        """The IIR stages, in order: sequential in time (their state carries over)."""
         for stage in self.filters:
             x = stage.process(x)
         return x
+
+    def gate_chunk(self, chunk: "_Chunk") -> np.ndarray:
+        """The noise gate's output for a chunk's core (the core itself without a gate).
+
+        Depends on the chunk alone (and the fixed profile and open bins), so chunks may be
+        gated on several threads at once.
+        """
+        if self.gate is None:
+            return chunk.padded[chunk.lead: chunk.lead + chunk.core]
+        return self._gate(chunk.padded, chunk.lead, chunk.core, chunk.start, chunk.last)
 
     def _gate(self, padded: np.ndarray, lead: int, core: int, start: int, last: bool) -> np.ndarray:
         """Noise-gate the core on the grid's pieces.
@@ -199,14 +236,15 @@ class _Chain:
             block = padded[max(first, block_start) - block_start: end - block_start]
             if first < block_start:  # no context left of an unaligned start: zeros up to the grid
                 block = np.concatenate([np.zeros((block_start - first, self.channels), np.float32), block])
-            gated = self.gate.process(block, self._open_bins(piece))
-            parts.append(gated[part_start - first: part_end - first])
+            parts.append(self.gate.process(block, self._open_bins(piece),
+                                           keep=(part_start - first, part_end - first)))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _open_bins(self, piece: int) -> np.ndarray | None:
-        if self.open_bins is None or piece >= len(self.open_bins):
-            return None  # the gate takes the floor from the block itself
-        return self.open_bins[piece]
+        """The bins the 80 dB floor opens in the piece (waits for the scan to pass it); None: the
+        gate takes the floor from the block itself (the per-chunk profile of the naive fix)."""
+        peaks = None if self.peak_scan is None else self.peak_scan.peaks(piece)
+        return None if peaks is None else self.gate.open_bins(peaks)
 
 
 class _Reader:
@@ -227,45 +265,52 @@ class _Reader:
         return block
 
 
-def _profile(open_pass, chain: _Chain, progress: ProgressCallback | None) -> tuple[np.ndarray, np.ndarray]:
-    """Pass 0: the noise clip (the first :data:`NOISE_PROFILE_FRAMES` frames) and, over the
-    whole stream, each grid piece's loudest STFT magnitude per channel and bin."""
-    head: list[np.ndarray] = []
-    kept = 0
-    with open_pass() as source:
-        reader = _Reader(source, "profile", progress)
+class _Chunk(NamedTuple):
+    padded: np.ndarray
+    lead: int
+    core: int
+    last: bool
+    start: int  # frame of the stream the core starts at
 
-        def read(frames: int) -> np.ndarray:
-            nonlocal kept
-            block = reader(frames)
-            if kept < NOISE_PROFILE_FRAMES:
-                head.append(block[: NOISE_PROFILE_FRAMES - kept])
-                kept += len(head[-1])
-            return block
-
-        peaks, _ = spectral_peaks(read, chain.channels, chain.grid, NoiseGate.N_FFT)
-    clip = np.concatenate(head) if head else np.zeros((0, chain.channels), np.float32)
-    return clip, peaks
+    @property
+    def raw(self) -> np.ndarray:
+        return self.padded[self.lead: self.lead + self.core]
 
 
-def _run(open_pass, chain: _Chain, pass_name: str, progress, consume) -> tuple[int, list[int], int]:
-    """One pass over the stream: chain output of each chunk goes to ``consume(raw_core, out)``.
+def _chunks(reader, chain: _Chain) -> Iterator[_Chunk]:
+    position = 0
+    for padded, lead, core, last in context_chunks(reader, chain.channels, chain.chunk_frames, chain.overlap_frames):
+        yield _Chunk(padded, lead, core, last, position)
+        position += core
 
-    Returns (frames read, the frame each chunk starts at, non-finite samples repaired).
+
+def _run(open_pass, chain: _Chain, pass_name: str, progress, consume, workers: int) -> tuple[int, list[int], int]:
+    """One pass of the chain over the stream: each chunk's output goes to ``consume(raw_core, out)``, in order.
+
+    Chunks are gated on ``workers`` threads (at most ``workers + 1`` in flight); the IIR
+    stages, meters and writes run here, in order. Returns (frames read, the frame each
+    chunk starts at, non-finite samples repaired).
     """
     chain.reset()
-    options = chain.options
-    starts, position = [], 0
+    starts = []
     with open_pass() as source:
         reader = _Reader(source, pass_name, progress)
-        for padded, lead, core, last in context_chunks(reader, chain.channels, chain.chunk_frames,
-                                                       chain.overlap_frames):
-            if chain.denoise and options.noise_profile == "chunk" and (chain.gate is None or core >= 1024):
-                chain.gate = NoiseGate(padded[lead: lead + core], chain.sample_rate)
-            starts.append(position)
-            consume(padded[lead: lead + core], chain.run(padded, lead, core, position, last))
-            position += core
+        if chain.denoise and chain.options.noise_profile == "chunk":
+            gated = ((chunk, _gate_on_its_own_profile(chain, chunk)) for chunk in _chunks(reader, chain))
+        else:
+            gated = ordered_map(chain.gate_chunk, _chunks(reader, chain), workers)
+        for chunk, out in gated:
+            starts.append(chunk.start)
+            consume(chunk.raw, chain.filter(out))
         return source.frames_read, starts, reader.repaired
+
+
+def _gate_on_its_own_profile(chain: _Chain, chunk: _Chunk) -> np.ndarray:
+    """The naive fix: each chunk's noise profile from the chunk itself (a short last chunk keeps
+    the previous one's); in order, since each chunk replaces the chain's gate."""
+    if chain.gate is None or chunk.core >= NoiseGate.N_FFT:
+        chain.gate = NoiseGate(chunk.raw, chain.sample_rate)
+    return chain.gate_chunk(chunk)
 
 
 class _Peak:
@@ -277,67 +322,141 @@ class _Peak:
             self.value = max(self.value, float(np.max(np.abs(block))))
 
 
-def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, write, progress) -> NormalizeReport:
-    """The two passes, over any source that ``open_pass()`` opens afresh each time."""
+def _gain_path(options: NormalizeOptions, info: AudioInfo, output) -> tuple[str, str | None]:
+    """How the gain reaches the output: ``"in place"`` (rewrite the output), ``"spill file"`` (keep
+    the chain's output in a spill), or ``"chain twice"``; and a note when a spill was not possible."""
+    if options.spill == "never":
+        return "chain twice", None
+    if output.rewritable:
+        return "in place", None
+    if info.frames is None:
+        return "chain twice", "input length unknown, so no spill: the chain ran twice"
+    spill_bytes = info.frames * info.channels * 4
+    room, free = spill_room(output.folder, spill_bytes, output.estimated_bytes(info.frames))
+    if not room:
+        return "chain twice", (f"{free / 1e6:.0f} MB free in {output.folder}, too little for a "
+                               f"{spill_bytes / 1e6:.0f} MB spill: the chain ran twice")
+    return "spill file", None
+
+
+def _stop_scan(chain: _Chain, source) -> None:
+    if chain.peak_scan is not None:
+        chain.peak_scan.close()
+    if source is not None:
+        source.close()
+
+
+def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, output, progress) -> NormalizeReport:
+    """The passes, over any source that ``open_pass()`` opens afresh each time, into ``output``
+    (an :class:`~audionorm_lab.io.AtomicSink` or an :class:`ArraySink`)."""
     chain = _Chain(info, options)
     rate, channels = info.sample_rate, info.channels
+    workers = check_workers(options.workers)
+    if workers > available_cores():
+        chain.notes.append(f"{workers} workers asked for, {available_cores()} used: the cores this process may "
+                           f"use (more threads would only hold more chunks in memory)")
+        workers = available_cores()
     seconds = dict.fromkeys(PASS_NAMES, 0.0)
+    meter_in = LoudnessMeter(rate, channels)
+    meter_before = LoudnessMeter(rate, channels)
+    meter_out = LoudnessMeter(rate, channels)
+    peak_before, peak_out = _Peak(), _Peak()
 
+    scan_source = None
     if chain.denoise and options.noise_profile == "file":
+        # Pass 0 runs on its own thread and reader, ahead of the chain: the noise clip first,
+        # then each grid piece's spectral peaks, which the gate waits for piece by piece.
         started = time.perf_counter()
-        clip, peaks = _profile(open_pass, chain, progress)
+        scan_source = open_pass()
+        scan_reader = _Reader(scan_source, "profile", progress)
+
+        def read_and_measure(frames: int) -> np.ndarray:  # the input's loudness, on the scan's thread
+            block = scan_reader(frames)
+            meter_in.update(block)
+            return block
+
+        chain.peak_scan = PeakScan(read_and_measure, channels, chain.grid, NoiseGate.N_FFT,
+                                   NOISE_PROFILE_FRAMES).start()
+        try:
+            clip = chain.peak_scan.head()
+        except BaseException:
+            _stop_scan(chain, scan_source)
+            raise
         if len(clip) >= NoiseGate.N_FFT:
             chain.gate = NoiseGate(clip, rate)
-            chain.open_bins = chain.gate.open_bins(peaks)
         else:
             chain.denoise = False
             chain.notes.append(f"input shorter than one STFT window ({len(clip)} frames): noise reduction skipped")
+        del clip  # 600,000 frames: not to be held through the passes
+        if workers == 1:
+            chain.peak_scan.wait()  # the sequential path: the scan first, then the chain
         seconds["profile"] = time.perf_counter() - started
 
-    meter_in = LoudnessMeter(rate, channels)
-    meter_before = LoudnessMeter(rate, channels)
-    peak_before = _Peak()
-    gain_db, limited, loudness_before = 0.0, False, None
-    if options.normalize_loudness:
+    measure_input = chain.peak_scan is None  # else the scan measures the input
+
+    def finish(block):
+        meter_out.update(block)
+        peak_out.update(block)
+        return block
+
+    path, note = _gain_path(options, info, output) if options.normalize_loudness else ("no gain", None)
+    if note:
+        chain.notes.append(note)
+    gain_db, limited, loudness_before, chain_runs = 0.0, False, None, 1
+    spill = Spill(output.folder, channels) if path == "spill file" else None
+    try:
+        if options.normalize_loudness:
+            started = time.perf_counter()
+            keep = {"in place": output.write, "spill file": spill.write if spill else None}.get(path)
+
+            def measure(raw, out):
+                if measure_input:
+                    meter_in.update(raw)
+                meter_before.update(out)
+                peak_before.update(out)
+                if keep is not None:
+                    keep(out)
+
+            frames, starts, repaired = _run(open_pass, chain, "measure", progress, measure, workers)
+            if frames == 0:
+                raise EmptyInputError(f"{info.path}: decodes to no audio frames")
+            loudness_before = meter_before.integrated()
+            gain_db, limited = limit_gain(meter_before.gain_to(options.target_lufs), peak_before.value,
+                                          options.ceiling_dbfs)
+            if not math.isfinite(loudness_before):
+                chain.notes.append("input is silent (or under 400 ms): loudness is -inf, no gain applied")
+            elif limited:
+                chain.notes.append(
+                    f"peak ceiling {options.ceiling_dbfs:g} dBFS limited the gain to {gain_db:.2f} dB: "
+                    f"output is below the {options.target_lufs:g} LUFS target")
+            seconds["measure"] = time.perf_counter() - started
+
         started = time.perf_counter()
+        gain = Gain(gain_db)
+        if path == "in place":
+            output.rewrite(lambda block: finish(gain.process(block)))
+        elif path == "spill file":
+            for block in spill.blocks(1 << 16):
+                output.write(finish(gain.process(block)))
+        else:
+            def apply(raw, out):
+                if not options.normalize_loudness:
+                    if measure_input:
+                        meter_in.update(raw)
+                    peak_before.update(out)
+                output.write(finish(gain.process(out)))
 
-        def measure(raw, out):
-            meter_in.update(raw)
-            meter_before.update(out)
-            peak_before.update(out)
-
-        frames, _, _ = _run(open_pass, chain, "measure", progress, measure)
+            frames, starts, repaired = _run(open_pass, chain, "apply", progress, apply, workers)
+            chain_runs = 2 if options.normalize_loudness else 1
         if frames == 0:
             raise EmptyInputError(f"{info.path}: decodes to no audio frames")
-        loudness_before = meter_before.integrated()
-        gain_db, limited = limit_gain(meter_before.gain_to(options.target_lufs), peak_before.value,
-                                      options.ceiling_dbfs)
-        if not math.isfinite(loudness_before):
-            chain.notes.append("input is silent (or under 400 ms): loudness is -inf, no gain applied")
-        elif limited:
-            chain.notes.append(
-                f"peak ceiling {options.ceiling_dbfs:g} dBFS limited the gain to {gain_db:.2f} dB: "
-                f"output is below the {options.target_lufs:g} LUFS target")
-        seconds["measure"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    gain = Gain(gain_db)
-    meter_out = LoudnessMeter(rate, channels)
-    peak_out = _Peak()
-
-    def apply(raw, out):
-        if not options.normalize_loudness:
-            meter_in.update(raw)
-            peak_before.update(out)
-        out = gain.process(out)
-        meter_out.update(out)
-        peak_out.update(out)
-        write(out)
-
-    frames, starts, repaired = _run(open_pass, chain, "apply", progress, apply)
-    if frames == 0:
-        raise EmptyInputError(f"{info.path}: decodes to no audio frames")
-    seconds["apply"] = time.perf_counter() - started
+        seconds["apply"] = time.perf_counter() - started
+        if chain.peak_scan is not None:
+            chain.peak_scan.wait()  # its loudness meter has seen the whole input
+    finally:
+        if spill is not None:
+            spill.close()
+        _stop_scan(chain, scan_source)
 
     expected = info.frames
     truncated = expected is not None and expected - frames > max(4096, expected // 500)
@@ -358,6 +477,7 @@ def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, write, pro
         chunk_starts_frames=starts,
         overlap_frames=chain.overlap_frames, nonfinite_samples_repaired=repaired, stages=chain.stage_names(),
         pass_seconds=seconds, options=options.to_dict(), notes=chain.notes,
+        chain_runs=chain_runs, gain_path=path, workers=workers,
     )
 
 
@@ -389,7 +509,7 @@ def normalize_file(src: str | os.PathLike, dst: str | os.PathLike, options: Norm
     info = probe(src)
     dst = check_output_path(dst, src)
     with AtomicSink(dst, info.sample_rate, info.channels, options.output_subtype, info.frames) as sink:
-        report = _normalize(lambda: open_source(info), info, options, sink.write, progress)
+        report = _normalize(lambda: open_source(info), info, options, sink, progress)
     report.output_path = str(dst)
     return report
 
@@ -405,13 +525,7 @@ def normalize_array(samples: np.ndarray, sample_rate: int, options: NormalizeOpt
     source = ArraySource(samples, sample_rate)
     if len(source.samples) == 0:
         raise EmptyInputError("<array>: no audio frames")
-    out = np.empty_like(source.samples)
-    position = 0
-
-    def write(block):
-        nonlocal position
-        out[position: position + len(block)] = block
-        position += len(block)
-
-    report = _normalize(lambda: ArraySource(source.samples, sample_rate), source.info, options, write, None)
+    sink = ArraySink(len(source.samples), source.samples.shape[1])
+    report = _normalize(lambda: ArraySource(source.samples, sample_rate), source.info, options, sink, None)
+    out = sink.samples
     return out, report

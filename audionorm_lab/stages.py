@@ -48,8 +48,13 @@ class IIRFilter:
         self._zi = np.zeros((self.sos.shape[0], 2, self.channels))
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        out, self._zi = signal.sosfilt(self.sos, block, axis=0, zi=self._zi)
-        return out.astype(np.float32, copy=False)
+        """Filter the next block (float32 out), in sub-blocks of 65,536 frames: the float64
+        state is kept, and the float64 temporaries stay small whatever the block's length."""
+        out = np.empty(block.shape, np.float32)
+        for first in range(0, len(block), 1 << 16):
+            part, self._zi = signal.sosfilt(self.sos, block[first: first + (1 << 16)], axis=0, zi=self._zi)
+            out[first: first + len(part)] = part
+        return out
 
 
 def highpass(cutoff_hz: float, sample_rate: int, channels: int, order: int = 4) -> IIRFilter:
@@ -81,12 +86,6 @@ def voice_band(low_hz: float, high_hz: float, sample_rate: int, channels: int, o
         return IIRFilter(sos, channels, f"voice band {low_hz:g} Hz-Nyquist"), note
     sos = signal.butter(order, [low_hz, high_hz], "bandpass", fs=sample_rate, output="sos")
     return IIRFilter(sos, channels, f"voice band {low_hz:g}-{high_hz:g} Hz"), None
-
-
-#: noisereduce gates float64 copies of the signal. In float32, the FFT's rounding swamps bins that
-#: are nearly empty (above an mp3's low-pass) and flips their mask: -91 dB from reduce_noise's
-#: output on a 60 s mp3, against -145 dB in float64.
-GATE_DTYPE = np.float64
 
 
 class NoiseGate:
@@ -201,27 +200,36 @@ class NoiseGate:
         floor_db = 20.0 * np.log10(np.asarray(peaks, np.float64) + float(_EPS)) - float(_TOP_DB)
         return floor_db > self.noise_threshold_db
 
-    def process(self, block: np.ndarray, open_bins: np.ndarray | None = None) -> np.ndarray:
-        """Gate one block, in pieces of at most ``piece_frames`` (plus context) at a time.
+    def process(self, block: np.ndarray, open_bins: np.ndarray | None = None,
+                keep: tuple[int, int] | None = None) -> np.ndarray:
+        """Gate a block, in pieces of at most ``piece_frames`` with ``context_frames`` of context.
 
         ``open_bins`` (bool, ``(channels, n_fft // 2 + 1)``) are the bins the 80 dB floor
         opens in the signal this block belongs to (:meth:`open_bins`); None takes the
         floor from this block alone, as noisereduce would if handed only this block.
+        ``keep = (start, end)`` returns only ``block[start:end]``'s output (frames), gating
+        only what that needs: the rest of the block is context. The block must start on
+        the STFT grid.
         """
+        start, end = keep if keep is not None else (0, len(block))
         if open_bins is None:
             open_bins = self._own_open_bins(block)
-        if len(block) <= self.piece_frames + 2 * self.context_frames:
-            return self._gate_piece(block, open_bins)
-        pieces = context_chunks(array_reader(block), block.shape[1], self.piece_frames, self.context_frames)
-        return np.concatenate([self._gate_piece(padded, open_bins)[lead: lead + core]
-                               for padded, lead, core, _ in pieces])
+        out = np.empty((end - start, block.shape[1]), np.float32)
+        for piece_start in range(start - start % self.hop_frames, end, self.piece_frames):
+            piece_end = min(piece_start + self.piece_frames, end)
+            lo = max(0, piece_start - self.context_frames)
+            hi = min(len(block), piece_end + self.context_frames)
+            gated = self._gate_piece(block[lo:hi], open_bins)
+            first = max(piece_start, start)
+            out[first - start: piece_end - start] = gated[first - lo: piece_end - lo]
+        return out
 
     def _own_open_bins(self, block: np.ndarray) -> np.ndarray:
         peaks = np.zeros((block.shape[1], self.n_fft // 2 + 1))
         for channel in range(block.shape[1]):
             for padded, _, _, _ in context_chunks(array_reader(block[:, channel:channel + 1]), 1,
                                                   self.piece_frames, self.context_frames):
-                spectrum = stft(padded[:, 0].astype(GATE_DTYPE), self.n_fft, self.hop_frames)
+                spectrum = stft(padded[:, 0], self.n_fft, self.hop_frames)
                 peaks[channel] = np.maximum(peaks[channel], np.abs(spectrum).max(axis=0))
         return self.open_bins(peaks)
 
@@ -239,7 +247,7 @@ class NoiseGate:
             block = np.concatenate([block, np.zeros((self.n_fft - frames, block.shape[1]), block.dtype)])
         out = np.zeros(block.shape, np.float32)
         for channel in range(block.shape[1]):
-            spectrum = stft(block[:, channel].astype(GATE_DTYPE), self.n_fft, self.hop_frames)
+            spectrum = stft(block[:, channel], self.n_fft, self.hop_frames)
             mask = np.abs(spectrum) > self._threshold_magnitude
             mask[:, open_bins[channel]] = True
             mask = mask.astype(np.float32)

@@ -1,16 +1,18 @@
 """python -m bench run: every strategy across file sizes x chunk lengths, each in a fresh measured process.
 
     python -m bench run [--sizes 1m,10m,60m,163m] [--chunks 5,30,120] [--chunk-sweep-sizes 10m]
-                        [--overlaps 0.5] [--strategies full-load,ffmpeg-segments,streaming,ffmpeg-filters]
+                        [--overlaps 0.5] [--strategies full-load,ffmpeg-segments,streaming,ffmpeg-filters,sox]
                         [--memory-limit 2G] [--repeat N] [--out DIR] [--quick]
 
 The matrix: every strategy on every size at the default chunk length, plus a chunk
 (and overlap) sweep of the chunked strategies on ``--chunk-sweep-sizes``. Sizes are
 durations of stereo 44.1 kHz 128 kbps mp3 made with data/fetch_samples.py, or paths.
 
-So that the default matrix finishes in under 15 minutes on 2 cores, ffmpeg-segments
-and ffmpeg-filters run only on files up to 10 minutes long unless ``--full-matrix``
-is given: their memory is flat in length, their speed per minute is what the
+The outside anchors are ``ffmpeg-filters`` (``highpass``, ``afftdn``, ``loudnorm`` in one
+ffmpeg) and ``sox`` (:data:`SOX_CHAIN`: SoX's high-pass, ``sinc`` band-pass, ``noisered``
+with a profile from the first 0.5 s, and ``norm``). So that the default matrix finishes
+in under 15 minutes on 2 cores, ffmpeg-segments and ffmpeg-filters run only on files up
+to 10 minutes long, and sox up to 20, unless ``--full-matrix`` is given: their memory is flat in length, their speed per minute is what the
 10-minute runs show, and at 163 minutes they would take about 6 and 8 minutes each.
 
 Each run records the process tree's peak RSS (psutil) and ru_maxrss, memray's peak
@@ -30,6 +32,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -48,13 +51,20 @@ from .measure import default_memory_limit, run_measured
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-ALL_STRATEGIES = ("full-load", "ffmpeg-segments", "streaming", "ffmpeg-filters")
+ALL_STRATEGIES = ("full-load", "ffmpeg-segments", "streaming", "ffmpeg-filters", "sox")
+#: Outside anchors: whole chains in another tool, run as they are (no report, no memray).
+ANCHORS = ("ffmpeg-filters", "sox")
 CHUNKED = ("streaming", "ffmpeg-segments")
 DEFAULTS = {"sizes": "1m,10m,60m,163m", "chunks": "5,30,120", "chunk_sweep_sizes": "10m"}
 QUICK = {"sizes": "4s,8s", "chunks": "1,3", "chunk_sweep_sizes": "8s"}
 DEFAULT_OPTIONS = NormalizeOptions()
 #: Longest input (seconds) each strategy runs on in the default matrix; --full-matrix lifts the caps.
-DEFAULT_CAPS_SECONDS = {"ffmpeg-segments": 600.0, "ffmpeg-filters": 600.0}
+DEFAULT_CAPS_SECONDS = {"ffmpeg-segments": 600.0, "ffmpeg-filters": 600.0, "sox": 1200.0}
+#: SoX's equivalent chain, two passes: a noise profile from the first 0.5 s, then the chain (``norm``
+#: measures the peak in a pass of its own, through a temporary file, before it applies the gain).
+SOX_CHAIN = ("sox {src} -n trim 0 0.5 noiseprof {profile} && "
+             "sox {src} -e floating-point {dst} highpass {highpass:g} sinc {low:g}-{high:g} "
+             "noisered {profile} 0.21 norm {ceiling:g}")
 FFMPEG_FILTERS = "highpass=f={highpass:g},afftdn=nr=12:nf=-40,lowpass=f={lowpass:g},loudnorm=I={target:g}:TP={ceiling:g}"
 
 
@@ -156,6 +166,13 @@ def command(spec: RunSpec, output: Path, capture: Path | None) -> list[str]:
                                         target=DEFAULT_OPTIONS.target_lufs, ceiling=DEFAULT_OPTIONS.ceiling_dbfs)
         return ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(spec.size.path), "-af", filters,
                 "-ar", str(info.sample_rate), "-c:a", "pcm_s16le", str(output)]
+    if spec.strategy == "sox":
+        low, high = DEFAULT_OPTIONS.voice_band_hz
+        chain = SOX_CHAIN.format(src=shlex.quote(str(spec.size.path)), dst=shlex.quote(str(output)),
+                                 profile=shlex.quote(str(output.with_suffix(".noise-profile"))),
+                                 highpass=DEFAULT_OPTIONS.highpass_hz, low=low, high=high,
+                                 ceiling=DEFAULT_OPTIONS.ceiling_dbfs)
+        return ["sh", "-c", chain]
     cmd = [sys.executable, "-m", "bench.child", *(["--capture", str(capture)] if capture else []), spec.strategy,
            str(spec.size.path), str(output), "--chunk-seconds", f"{spec.chunk_seconds or DEFAULT_OPTIONS.chunk_seconds:g}"]
     if spec.overlap_seconds is not None:
@@ -186,7 +203,8 @@ def execute(spec: RunSpec, scratch: Path, captures: Path | None, limit: int, ref
         capture.unlink(missing_ok=True)
     result = run_measured(command(spec, output, capture), memory_limit_bytes=limit, cwd=str(ROOT))
     report = {}
-    if result.status == "ok" and spec.strategy != "ffmpeg-filters":
+    output.with_suffix(".noise-profile").unlink(missing_ok=True)
+    if result.status == "ok" and spec.strategy not in ANCHORS:
         report = json.loads(result.stdout)
     row = {
         "run_id": spec.run_id, "strategy": spec.strategy, "size": spec.size.label, "input": str(spec.size.path),
@@ -294,7 +312,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--quick", action="store_true", help="a few seconds of audio per size (for tests)")
     parser.add_argument("--full-matrix", action="store_true",
-                        help="run ffmpeg-segments and ffmpeg-filters on every size too (about 27 minutes here)")
+                        help="run ffmpeg-segments, ffmpeg-filters and sox on every size too (about 30 minutes here)")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--no-memray", action="store_true",
                         help="measure RSS without memray tracking (memray's own tables grow with a run's length)")

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 MB = 1e6
 COLOURS = {"full-load": "tab:red", "ffmpeg-segments": "tab:orange", "streaming": "tab:green",
-           "ffmpeg-filters": "tab:blue"}
+           "ffmpeg-filters": "tab:blue", "sox": "tab:purple"}
 
 
 def _default_chunk(rows, default_chunk=10.0, default_overlap=0.5):

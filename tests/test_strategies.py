@@ -127,9 +127,12 @@ def test_failure_in_a_segment_leaves_nothing_behind(speech_mp3, tmp_path, privat
     assert list(private_tmp.iterdir()) == [], "the chunk files are removed"
 
 
-def test_failure_in_a_streaming_chunk_leaves_nothing_behind(speech_mp3, tmp_path, monkeypatch):
-    monkeypatch.setattr(IIRFilter, "process", failing_on_call(46, IIRFilter.process))
+@pytest.mark.parametrize("spill, call", [("auto", 20), ("never", 20), ("never", 46)])
+def test_failure_in_a_streaming_chunk_leaves_nothing_behind(speech_mp3, tmp_path, monkeypatch, spill, call):
+    """18 chunks, two IIR stages: call 20 fails in the first pass, 46 in the second (chain run twice)."""
+    monkeypatch.setattr(IIRFilter, "process", failing_on_call(call, IIRFilter.process))
     dst = tmp_path / "out.wav"
-    with pytest.raises(RuntimeError, match="call 46"):
-        normalize_file(speech_mp3, dst, chunk_seconds=CHUNK_SECONDS)
+    with pytest.raises(RuntimeError, match=f"call {call}"):
+        normalize_file(speech_mp3, dst, chunk_seconds=CHUNK_SECONDS, spill=spill)
     assert not dst.exists() and leftovers(tmp_path) == []
+    assert list(tmp_path.iterdir()) == []
