@@ -1,7 +1,8 @@
 """``audionorm-lab``: normalize a recording, or measure its loudness, from the shell.
 
 Exit codes: 0 success, 2 bad input, output path, option or usage (one line on
-stderr, no traceback), 130 interrupted. A progress bar goes to stderr when it is
+stderr, no traceback; a full disk or file size limit included), 130 interrupted,
+143 terminated (SIGTERM); after 130 and 143 no output or temporary file is left. A progress bar goes to stderr when it is
 a terminal; ``--json`` puts the report on stdout.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 from .errors import AudionormError
@@ -121,8 +123,25 @@ def _summary(report: NormalizeReport) -> str:
     return "\n".join(lines + [f"  note: {note}" for note in report.notes])
 
 
+class Terminated(Exception):
+    """SIGTERM arrived: unwind, so temporary outputs are removed, and exit 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM unwinds like Ctrl-C (temporary files removed); a file size limit (RLIMIT_FSIZE)
+    fails the write with EFBIG, reported in one line, instead of killing the process."""
+    signal.signal(signal.SIGTERM, _terminate)
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _install_signal_handlers()
     try:
         if args.command == "loudness":
             lufs = integrated_loudness(args.input)
@@ -148,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("audionorm-lab: interrupted; no output written", file=sys.stderr)
         return 130
+    except Terminated:
+        print("audionorm-lab: terminated; no output written", file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":
