@@ -185,7 +185,7 @@ def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateG
                     segment[: max(0, lo - seg_start)] = 0
                     segment[max(0, hi - seg_start):] = 0
                 frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft, axis=0)[::hop]  # (count, ch, n_fft)
-                magnitude = np.abs(frame_spectra(frames.astype(np.float64), workers))  # float64, as the gate's STFT
+                magnitude = np.abs(frame_spectra(frames, workers))  # windowed in float64, as the gate's STFT
                 np.maximum(peaks[piece], magnitude.max(axis=0), out=peaks[piece])
                 centre += count * hop
             next_centre[piece] = centre

@@ -1,21 +1,26 @@
-"""The chunk scheduler: two passes over a stream in chunks, constant memory.
+"""The chunk scheduler: the chain over a stream in chunks, once, on every core, in constant memory.
 
 Pass 0 (profile) reads the head of the file for the noise profile and, over the
 whole stream, each grid piece's loudest STFT frame per bin, which sets noisereduce's
 80 dB floor (:mod:`audionorm_lab.gate_grid`): a few kB per 600,000 frames. It runs on
-a thread and a reader of its own, ahead of pass 1, which waits for each piece. Pass 1
-(measure) runs the chain (noise gate, high-pass, voice band) chunk by chunk and
-keeps only summaries: the integrated loudness meter's 100 ms energies and the
-peak. Pass 2 (apply) runs the same chain again from a reset state, applies the
-gain those figures call for, and writes blocks to the sink. Running the chain
-twice costs CPU but no disk and no memory; its output is identical both times.
+a thread and a reader of its own, ahead of pass 1, which waits for each piece; it
+also measures the input's loudness.
 
-Each chunk is handed to the noise gate with ``overlap_seconds`` of audio on each
-side, and only its middle is kept (overlap-save); the IIR stages carry their state
-from chunk to chunk instead. The gate works on the grid of ``options.gate_grid``: by
-default ``reduce_noise``'s own 600,000-frame pieces, so the output is the service's,
-whatever ``chunk_seconds`` is (a chunk that spans a piece boundary is gated in two parts). Memory is O(chunk + 2 x overlap) samples plus
-O(duration / 100 ms) floats.
+Pass 1 (measure) runs the chain (noise gate, high-pass, voice band) chunk by chunk:
+chunks are gated on ``workers`` threads (:mod:`audionorm_lab.parallel`, one chunk in
+flight per worker), the IIR stages and meters run in order. It keeps the summaries
+(the meter's 100 ms energies, the peak) and the chain's pre-gain output: in the
+output itself when it is a float WAV, or in an anonymous spill file beside it
+(:mod:`audionorm_lab.spill`). Pass 2 (apply) reads that back and applies the gain
+the summaries call for. With ``spill="never"``, or no room for a spill, pass 2 runs
+the chain again instead (the same samples, no disk).
+
+Each chunk is read with ``overlap_seconds`` of audio on each side; the gate keeps only
+the chunk's own frames (overlap-save), the IIR stages carry their state from chunk to
+chunk. The gate works on the grid of ``options.gate_grid``: by default
+``reduce_noise``'s own 600,000-frame pieces, so the output is the service's whatever
+``chunk_seconds`` is (a chunk that spans a piece boundary is gated in two parts).
+Memory is O(chunk x workers) samples plus O(duration / 100 ms) floats.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from .gate_grid import GateGrid, PeakScan
 from .io import AtomicSink, AudioInfo, check_output_path, open_source, probe
 from .loudness import LoudnessMeter
 from .options import NormalizeOptions
-from .parallel import available_cores, check_workers, ordered_map
+from .parallel import available_cores, check_workers, ordered_map, share_malloc_arenas
 from .spill import Spill, spill_room
 from .stages import NOISE_PROFILE_FRAMES, Gain, IIRFilter, NoiseGate, highpass, limit_gain, voice_band
 
@@ -362,6 +367,7 @@ def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, output, pr
     meter_out = LoudnessMeter(rate, channels)
     peak_before, peak_out = _Peak(), _Peak()
 
+    share_malloc_arenas()  # before the scan's and the workers' threads
     scan_source = None
     if chain.denoise and options.noise_profile == "file":
         # Pass 0 runs on its own thread and reader, ahead of the chain: the noise clip first,

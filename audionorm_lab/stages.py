@@ -258,6 +258,7 @@ class NoiseGate:
                 mask = ndimage.convolve1d(mask, self._kernels[1], axis=0, mode="constant")
             spectrum *= mask
             gated = istft(spectrum, self.n_fft, self.hop_frames)
+            del spectrum, mask  # before the next channel's are made
             kept = min(len(gated), frames)
             out[:kept, channel] = gated[:kept]
         return out[:frames]

@@ -75,11 +75,21 @@ def istft(spectra: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
         frames *= synthesis
         for part in range(overlap):
             out[first + part: first + part + len(frames)] += frames[:, part]
+    half = n_fft // 2
+    out = out.reshape(-1)[half: -half]
+    out *= _inverse_norm(n_fft, hop, count)
+    return out
+
+
+@lru_cache(maxsize=32)
+def _inverse_norm(n_fft: int, hop: int, count: int) -> np.ndarray:
+    """1 / (the overlapped squared windows), as scipy's ``istft`` divides by it (1 where it is ~0)."""
+    overlap = n_fft // hop
     norm = np.zeros((count + overlap - 1, hop))
-    squared = (window ** 2).reshape(overlap, hop)
+    squared = (hann(n_fft) ** 2).reshape(overlap, hop)
     for part in range(overlap):
         norm[part: part + count] += squared[part]
-    half = n_fft // 2
-    out, norm = out.reshape(-1)[half: -half], norm.reshape(-1)[half: -half]
-    out /= np.where(norm > 1e-10, norm, 1.0)
-    return out
+    norm = norm.reshape(-1)[n_fft // 2: -(n_fft // 2)]
+    inverse = 1.0 / np.where(norm > 1e-10, norm, 1.0)
+    inverse.flags.writeable = False
+    return inverse

@@ -15,6 +15,8 @@ def figures(rows: list[dict], import_floor_bytes: float) -> dict:
       time over full-load's (> 1: streaming is faster), among sizes where both finished.
     - ``loudness_error_lu``: the largest |output loudness - target| of the streaming runs, LU.
     - ``seam_jump_ratio``: the largest streaming seam jump ratio (1 or less: no click at boundaries).
+    - ``streaming_wall_over_sox``: median over sizes of streaming's wall time over SoX's
+      two-pass chain's (< 1: streaming is faster), when the run had sox.
     """
     streaming = [r for r in rows if r["strategy"] == "streaming" and r["status"] == "ok"]
     full = {r["size"]: r for r in rows if r["strategy"] == "full-load" and r["status"] == "ok"}
@@ -25,7 +27,10 @@ def figures(rows: list[dict], import_floor_bytes: float) -> dict:
 
     target = NormalizeOptions().target_lufs
     seams = [r["seam_jump_ratio"] for r in streaming if r["seam_jump_ratio"] is not None]
+    sox = {r["size"]: r for r in rows if r["strategy"] == "sox" and r["status"] == "ok"}
+    over_sox = [r["wall_seconds"] / sox[r["size"]]["wall_seconds"] for r in streaming if r["size"] in sox]
     return {
+        "streaming_wall_over_sox": float(np.median(over_sox)) if over_sox else None,
         "streaming_rss_above_floor_mb": max(r["peak_rss_bytes"] for r in streaming) / MB - import_floor_bytes / MB,
         "throughput_ratio_vs_full_load": float(np.median(ratios)) if ratios else None,
         "loudness_error_lu": max(abs(r["loudness_out_lufs"] - target) for r in streaming),
@@ -54,3 +59,33 @@ def check(measured: dict, baseline: dict) -> list[dict]:
         verdicts.append({"figure": figure, "value": value, "threshold": threshold, "status": status,
                          "moved_by": moved})
     return verdicts
+
+
+def ratios(rows: list[dict], reference: str = "streaming") -> list[dict]:
+    """Each strategy's wall time and peak RSS over ``reference``'s on the same size, from one run
+    (default chunking, first repeat); rows for a table, in the order of the run."""
+    default = [r for r in rows if r["status"] == "ok" and r["repeat"] == 0
+               and r["chunk_seconds"] in (None, _default_chunk()) and r["overlap_seconds"] in (None, _default_overlap())]
+    references = {r["size"]: r for r in default if r["strategy"] == reference}
+    table = []
+    for r in default:
+        ref = references.get(r["size"])
+        if ref is None:
+            continue
+        table.append({"size": r["size"], "strategy": r["strategy"], "wall_seconds": r["wall_seconds"],
+                      "peak_rss_bytes": r["peak_rss_bytes"],
+                      f"wall_over_{reference}": r["wall_seconds"] / ref["wall_seconds"],
+                      f"peak_rss_over_{reference}": r["peak_rss_bytes"] / ref["peak_rss_bytes"]})
+    return table
+
+
+def _default_chunk() -> float:
+    from audionorm_lab import NormalizeOptions
+
+    return NormalizeOptions().chunk_seconds
+
+
+def _default_overlap() -> float:
+    from audionorm_lab import NormalizeOptions
+
+    return NormalizeOptions().overlap_seconds
