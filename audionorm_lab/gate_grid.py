@@ -185,8 +185,9 @@ def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateG
                     segment[: max(0, lo - seg_start)] = 0
                     segment[max(0, hi - seg_start):] = 0
                 frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft, axis=0)[::hop]  # (count, ch, n_fft)
-                magnitude = np.abs(frame_spectra(frames, workers))  # windowed in float64, as the gate's STFT
-                np.maximum(peaks[piece], magnitude.max(axis=0), out=peaks[piece])
+                for channel in range(channels):  # windowed in float64, as the gate's STFT
+                    magnitude = np.abs(frame_spectra(frames[:, channel], workers))
+                    np.maximum(peaks[piece][channel], magnitude.max(axis=0), out=peaks[piece][channel])
                 centre += count * hop
             next_centre[piece] = centre
             if centre >= stop:

@@ -215,8 +215,12 @@ class NoiseGate:
         if open_bins is None:
             open_bins = self._own_open_bins(block)
         out = np.empty((end - start, block.shape[1]), np.float32)
-        for piece_start in range(start - start % self.hop_frames, end, self.piece_frames):
-            piece_end = min(piece_start + self.piece_frames, end)
+        first_piece = start - start % self.hop_frames
+        # equal pieces of at most piece_frames (on the hop grid): no short, mostly-context last piece
+        count = max(1, math.ceil((end - first_piece) / self.piece_frames))
+        piece_frames = math.ceil((end - first_piece) / count / self.hop_frames) * self.hop_frames
+        for piece_start in range(first_piece, end, piece_frames):
+            piece_end = min(piece_start + piece_frames, end)
             lo = max(0, piece_start - self.context_frames)
             hi = min(len(block), piece_end + self.context_frames)
             gated = self._gate_piece(block[lo:hi], open_bins)

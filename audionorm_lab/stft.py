@@ -75,21 +75,32 @@ def istft(spectra: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
         frames *= synthesis
         for part in range(overlap):
             out[first + part: first + part + len(frames)] += frames[:, part]
+    edge = overlap - 1  # rows that fewer than ``overlap`` frames cover, at each end
+    head, period, tail = _inverse_norm_rows(n_fft, hop)
+    if len(out) >= 2 * edge + 1:
+        out[:edge] *= head
+        out[edge: len(out) - edge] *= period
+        out[len(out) - edge:] *= tail
+    else:
+        out *= _inverse_norm(window, overlap, hop, count)
     half = n_fft // 2
-    out = out.reshape(-1)[half: -half]
-    out *= _inverse_norm(n_fft, hop, count)
-    return out
+    return out.reshape(-1)[half: -half]
 
 
-@lru_cache(maxsize=32)
-def _inverse_norm(n_fft: int, hop: int, count: int) -> np.ndarray:
-    """1 / (the overlapped squared windows), as scipy's ``istft`` divides by it (1 where it is ~0)."""
-    overlap = n_fft // hop
+def _inverse_norm(window: np.ndarray, overlap: int, hop: int, count: int) -> np.ndarray:
+    """1 / (the squared windows overlapped as ``count`` frames overlap), rows of ``hop``; as scipy's
+    ``istft`` divides by it (1 where it is ~0)."""
     norm = np.zeros((count + overlap - 1, hop))
-    squared = (hann(n_fft) ** 2).reshape(overlap, hop)
+    squared = (window ** 2).reshape(overlap, hop)
     for part in range(overlap):
         norm[part: part + count] += squared[part]
-    norm = norm.reshape(-1)[n_fft // 2: -(n_fft // 2)]
-    inverse = 1.0 / np.where(norm > 1e-10, norm, 1.0)
-    inverse.flags.writeable = False
-    return inverse
+    return 1.0 / np.where(norm > 1e-10, norm, 1.0)
+
+
+@lru_cache(maxsize=8)
+def _inverse_norm_rows(n_fft: int, hop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The inverse norm's first rows, its row for every fully overlapped stretch, and its last rows:
+    the same for any number of frames, so nothing of the signal's length is cached."""
+    overlap = n_fft // hop
+    full = _inverse_norm(hann(n_fft), overlap, hop, 2 * overlap)
+    return full[: overlap - 1], full[overlap - 1], full[len(full) - (overlap - 1):]
