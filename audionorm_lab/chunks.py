@@ -49,9 +49,7 @@ def context_chunks(read: Callable[[int], np.ndarray], channels: int, chunk_frame
     while True:
         wanted_end = core_start + chunk_frames + overlap_frames + 1
         if not ended and buffer_start + len(buffer) < wanted_end:
-            block = read(wanted_end - buffer_start - len(buffer))
-            ended = len(block) < wanted_end - buffer_start - len(buffer)
-            buffer = np.concatenate([buffer, block]) if len(buffer) else block
+            buffer, ended = _extend(buffer, read, wanted_end - buffer_start - len(buffer), channels)
         available_end = buffer_start + len(buffer)
         if core_start >= available_end:
             return
@@ -63,3 +61,24 @@ def context_chunks(read: Callable[[int], np.ndarray], channels: int, chunk_frame
         core_start = core_end
         drop = max(0, core_start - overlap_frames) - buffer_start
         buffer, buffer_start = buffer[drop:], buffer_start + drop
+
+
+#: Frames read at a time while a chunk's buffer fills: no whole-chunk block is held beside the buffer.
+READ_FRAMES = 1 << 16
+
+
+def _extend(buffer: np.ndarray, read: Callable[[int], np.ndarray], wanted: int, channels: int
+            ) -> tuple[np.ndarray, bool]:
+    """A new array: ``buffer`` then up to ``wanted`` frames read :data:`READ_FRAMES` at a time;
+    and whether the stream ended. The old buffer is left as it is (chunks in flight may view it)."""
+    extended = np.empty((len(buffer) + wanted, channels), np.float32)
+    extended[: len(buffer)] = buffer
+    filled = len(buffer)
+    while filled < len(extended):
+        asked = min(READ_FRAMES, len(extended) - filled)
+        block = read(asked)
+        extended[filled: filled + len(block)] = block
+        filled += len(block)
+        if len(block) < asked:
+            return extended[:filled], True
+    return extended, False

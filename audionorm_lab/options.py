@@ -20,8 +20,9 @@ class NormalizeOptions:
     Parameters
     ----------
     chunk_seconds : float
-        Audio processed at a time, seconds. Memory grows with it (and with ``workers``, one
-        chunk in flight per worker), not with the file. The output does not depend on it.
+        Audio processed at a time, seconds. Memory grows with it (two chunks are held at a
+        time: one gated, one filtered and written), not with the file or ``workers``. The
+        output does not depend on it.
         ``math.inf`` processes the whole input as one chunk (whole-file processing). The
         default, 5 s, keeps two workers within 60 MB of the import floor.
     overlap_seconds : float
@@ -52,9 +53,9 @@ class NormalizeOptions:
         ``"file"``: one grid from frame 0 over the whole file (``spectral_gating_stationary``
         on the whole array). See :mod:`audionorm_lab.gate_grid`.
     workers : int or None
-        Threads that gate chunks at once (one chunk in flight each); None: the cores this
-        process may use (``os.sched_getaffinity``), which is also the most used. 1 is the
-        sequential path.
+        Threads that gate a chunk's pieces at once, while the chunk before it is filtered
+        and written; None: the cores this process may use (``os.sched_getaffinity``), which
+        is also the most used. 1 is the sequential path.
     spill : {"auto", "never"}
         ``"auto"``: the chain runs once; its pre-gain output is kept on disk (in the float
         WAV output itself, or a spill file next to the output when there is room) and the

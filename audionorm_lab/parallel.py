@@ -1,8 +1,10 @@
-"""Parallel scheduling: work on a stream of chunks on several threads, in order, with few chunks in flight.
+"""Parallel scheduling: work on a stream of items on several threads, in order, with few items in flight.
 
 numpy's FFTs, its large element-wise operations and scipy's ``sosfilt`` release the GIL,
-so threads keep several cores busy without copying chunks between processes. At most
-``workers`` items are in flight, so memory stays O(chunk x workers).
+so threads keep several cores busy without copying chunks between processes. The
+pipeline gates one chunk ahead of the one it filters and writes, and the noise gate
+spreads that chunk's pieces over the workers: memory is two chunks plus a few pieces
+per worker, whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -60,36 +62,45 @@ _M_ARENA_MAX = -8  # glibc's malloc.h
 _arenas_capped = False
 
 
-def ordered_map(function: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[tuple[T, R]]:
-    """Yield ``(item, function(item))`` in the order of ``items``, computed on ``workers`` threads.
+def ordered_map(function: Callable[[T], R], items: Iterable[T], workers: int, ahead: int | None = None
+                ) -> Iterator[R]:
+    """Yield ``function(item)`` for each of ``items``, in order, computed on ``workers`` threads.
 
-    ``items`` is consumed lazily: at most ``workers`` items are in flight, the one being
-    yielded included. ``workers == 1`` runs everything in the calling thread. An exception in
-    ``function`` is raised here, unchanged, after the threads have stopped; so is closing the
-    generator early (``break``, an error in the consumer): no thread is left running.
+    ``items`` is consumed lazily: while a result is being used by the consumer, at most
+    ``ahead`` (default ``workers``) further items are being computed, and an item is let go
+    once its result is yielded (return from ``function`` what the consumer still needs).
+    ``ahead == 0``, or ``workers == 1`` with no ``ahead``, runs everything in the calling thread. An exception in
+    ``function`` is raised here, unchanged, after the threads have stopped; so is closing
+    the generator early (``break``, an error in the consumer): no thread is left running.
     """
-    if workers == 1:
+    if ahead == 0 or (workers == 1 and ahead is None):
         for item in items:
-            yield item, function(item)
+            yield function(item)
         return
-    pending: deque[tuple[T, Future]] = deque()
+    ahead = workers if ahead is None else ahead
+    pending: deque[Future] = deque()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audionorm")
     try:
         iterator = iter(items)
         exhausted = False
-        while True:
-            while not exhausted and len(pending) < workers:
+
+        def refill(limit: int) -> None:
+            nonlocal exhausted
+            while not exhausted and len(pending) < limit:
                 try:
                     item = next(iterator)
                 except StopIteration:
                     exhausted = True
-                    break
-                pending.append((item, pool.submit(function, item)))
-            if not pending:
-                return
-            item, future = pending.popleft()
-            yield item, future.result()
+                    return
+                pending.append(pool.submit(function, item))
+
+        refill(ahead)
+        while pending:
+            result = pending.popleft().result()
+            refill(ahead)  # the next items start while this result is used
+            yield result
+            del result
     finally:
-        for _, future in pending:
+        for future in pending:
             future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)

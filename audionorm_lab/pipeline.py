@@ -7,8 +7,9 @@ a thread and a reader of its own, ahead of pass 1, which waits for each piece; i
 also measures the input's loudness.
 
 Pass 1 (measure) runs the chain (noise gate, high-pass, voice band) chunk by chunk:
-chunks are gated on ``workers`` threads (:mod:`audionorm_lab.parallel`, one chunk in
-flight per worker), the IIR stages and meters run in order. It keeps the summaries
+each chunk is gated on a thread of its own, its pieces spread over ``workers`` threads
+(:mod:`audionorm_lab.parallel`), while the chunk before it goes through the IIR stages
+and meters, in order. It keeps the summaries
 (the meter's 100 ms energies, the peak) and the chain's pre-gain output: in the
 output itself when it is a float WAV, or in an anonymous spill file beside it
 (:mod:`audionorm_lab.spill`). Pass 2 (apply) reads that back and applies the gain
@@ -20,7 +21,8 @@ the chunk's own frames (overlap-save), the IIR stages carry their state from chu
 chunk. The gate works on the grid of ``options.gate_grid``: by default
 ``reduce_noise``'s own 600,000-frame pieces, so the output is the service's whatever
 ``chunk_seconds`` is (a chunk that spans a piece boundary is gated in two parts).
-Memory is O(chunk x workers) samples plus O(duration / 100 ms) floats.
+Memory is O(chunk) samples (two chunks, and a few gate pieces per worker) plus
+O(duration / 100 ms) floats.
 """
 
 from __future__ import annotations
@@ -201,17 +203,19 @@ class _Chain:
             x = stage.process(x)
         return x
 
-    def gate_chunk(self, chunk: "_Chunk") -> np.ndarray:
+    def gate_chunk(self, chunk: "_Chunk", workers: int = 1) -> np.ndarray:
         """The noise gate's output for a chunk's core (the core itself without a gate).
 
-        Depends on the chunk alone (and the fixed profile and open bins), so chunks may be
-        gated on several threads at once.
+        Depends on the chunk alone (and the fixed profile and open bins), so a chunk may be
+        gated on another thread while the one before is filtered; its pieces are gated on
+        ``workers`` threads.
         """
         if self.gate is None:
             return chunk.padded[chunk.lead: chunk.lead + chunk.core]
-        return self._gate(chunk.padded, chunk.lead, chunk.core, chunk.start, chunk.last)
+        return self._gate(chunk.padded, chunk.lead, chunk.core, chunk.start, chunk.last, workers)
 
-    def _gate(self, padded: np.ndarray, lead: int, core: int, start: int, last: bool) -> np.ndarray:
+    def _gate(self, padded: np.ndarray, lead: int, core: int, start: int, last: bool, workers: int
+              ) -> np.ndarray:
         """Noise-gate the core on the grid's pieces.
 
         Each part of the core that lies in one piece is gated in a block that starts on
@@ -242,7 +246,7 @@ class _Chain:
             if first < block_start:  # no context left of an unaligned start: zeros up to the grid
                 block = np.concatenate([np.zeros((block_start - first, self.channels), np.float32), block])
             parts.append(self.gate.process(block, self._open_bins(piece),
-                                           keep=(part_start - first, part_end - first)))
+                                           keep=(part_start - first, part_end - first), workers=workers))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _open_bins(self, piece: int) -> np.ndarray | None:
@@ -289,33 +293,50 @@ def _chunks(reader, chain: _Chain) -> Iterator[_Chunk]:
         position += core
 
 
-def _run(open_pass, chain: _Chain, pass_name: str, progress, consume, workers: int) -> tuple[int, list[int], int]:
-    """One pass of the chain over the stream: each chunk's output goes to ``consume(raw_core, out)``, in order.
+#: Frames the IIR stages, meters and writes take at a time: their temporaries stay about 1 MB
+#: whatever the chunk length.
+FILTER_FRAMES = 1 << 16
 
-    Chunks are gated on ``workers`` threads (at most ``workers + 1`` in flight); the IIR
-    stages, meters and writes run here, in order. Returns (frames read, the frame each
-    chunk starts at, non-finite samples repaired).
+
+def _run(open_pass, chain: _Chain, pass_name: str, progress, consume, workers: int, raw_needed: bool = True
+         ) -> tuple[int, list[int], int]:
+    """One pass of the chain over the stream: its output goes to ``consume(raw, out)``, in order.
+
+    Each chunk is gated on a thread of its own, its pieces on ``workers`` threads, while the
+    chunk before it goes through the IIR stages, meters and writes here, in order,
+    :data:`FILTER_FRAMES` at a time. Once a chunk
+    is gated only its output is kept (and its input, when ``raw_needed``; else ``raw`` is
+    None). Returns (frames read, the frame each chunk starts at, non-finite samples repaired).
     """
     chain.reset()
     starts = []
+
+    def gate(chunk: _Chunk) -> tuple[int, np.ndarray | None, np.ndarray]:
+        out = chain.gate_chunk(chunk, workers)
+        return chunk.start, chunk.raw if raw_needed else None, out
+
     with open_pass() as source:
         reader = _Reader(source, pass_name, progress)
         if chain.denoise and chain.options.noise_profile == "chunk":
-            gated = ((chunk, _gate_on_its_own_profile(chain, chunk)) for chunk in _chunks(reader, chain))
+            gated = (gate(_own_profile(chain, chunk)) for chunk in _chunks(reader, chain))
         else:
-            gated = ordered_map(chain.gate_chunk, _chunks(reader, chain), workers)
-        for chunk, out in gated:
-            starts.append(chunk.start)
-            consume(chunk.raw, chain.filter(out))
+            # one chunk gated (its pieces on the workers) while the one before is filtered and written
+            gated = ordered_map(gate, _chunks(reader, chain), workers=1, ahead=1 if workers > 1 else 0)
+        for start, raw, out in gated:
+            starts.append(start)
+            for first in range(0, len(out), FILTER_FRAMES):
+                part = slice(first, first + FILTER_FRAMES)
+                consume(None if raw is None else raw[part], chain.filter(out[part]))
+            del raw, out  # before the next chunk is read
         return source.frames_read, starts, reader.repaired
 
 
-def _gate_on_its_own_profile(chain: _Chain, chunk: _Chunk) -> np.ndarray:
+def _own_profile(chain: _Chain, chunk: _Chunk) -> _Chunk:
     """The naive fix: each chunk's noise profile from the chunk itself (a short last chunk keeps
     the previous one's); in order, since each chunk replaces the chain's gate."""
     if chain.gate is None or chunk.core >= NoiseGate.N_FFT:
         chain.gate = NoiseGate(chunk.raw, chain.sample_rate)
-    return chain.gate_chunk(chunk)
+    return chunk
 
 
 class _Peak:
@@ -359,7 +380,7 @@ def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, output, pr
     workers = check_workers(options.workers)
     if workers > available_cores():
         chain.notes.append(f"{workers} workers asked for, {available_cores()} used: the cores this process may "
-                           f"use (more threads would only hold more chunks in memory)")
+                           f"use (more threads than cores add nothing)")
         workers = available_cores()
     seconds = dict.fromkeys(PASS_NAMES, 0.0)
     meter_in = LoudnessMeter(rate, channels)
@@ -423,7 +444,8 @@ def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, output, pr
                 if keep is not None:
                     keep(out)
 
-            frames, starts, repaired = _run(open_pass, chain, "measure", progress, measure, workers)
+            frames, starts, repaired = _run(open_pass, chain, "measure", progress, measure, workers,
+                                            raw_needed=measure_input)
             if frames == 0:
                 raise EmptyInputError(f"{info.path}: decodes to no audio frames")
             loudness_before = meter_before.integrated()
@@ -452,7 +474,8 @@ def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, output, pr
                     peak_before.update(out)
                 output.write(finish(gain.process(out)))
 
-            frames, starts, repaired = _run(open_pass, chain, "apply", progress, apply, workers)
+            frames, starts, repaired = _run(open_pass, chain, "apply", progress, apply, workers,
+                                            raw_needed=measure_input and not options.normalize_loudness)
             chain_runs = 2 if options.normalize_loudness else 1
         if frames == 0:
             raise EmptyInputError(f"{info.path}: decodes to no audio frames")

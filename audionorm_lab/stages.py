@@ -16,6 +16,7 @@ from scipy import ndimage, signal
 
 from .chunks import array_reader, context_chunks
 from .errors import OptionError
+from .parallel import ordered_map
 from .stft import istft, stft
 
 #: noisereduce's default ``chunk_size``: with ``clip_noise_stationary`` its noise profile
@@ -201,7 +202,7 @@ class NoiseGate:
         return floor_db > self.noise_threshold_db
 
     def process(self, block: np.ndarray, open_bins: np.ndarray | None = None,
-                keep: tuple[int, int] | None = None) -> np.ndarray:
+                keep: tuple[int, int] | None = None, workers: int = 1) -> np.ndarray:
         """Gate a block, in pieces of at most ``piece_frames`` with ``context_frames`` of context.
 
         ``open_bins`` (bool, ``(channels, n_fft // 2 + 1)``) are the bins the 80 dB floor
@@ -209,7 +210,9 @@ class NoiseGate:
         floor from this block alone, as noisereduce would if handed only this block.
         ``keep = (start, end)`` returns only ``block[start:end]``'s output (frames), gating
         only what that needs: the rest of the block is context. The block must start on
-        the STFT grid.
+        the STFT grid. The pieces are gated on ``workers`` threads, each piece on its own
+        (the context makes them independent), so the memory is a few pieces whatever
+        the block's length.
         """
         start, end = keep if keep is not None else (0, len(block))
         if open_bins is None:
@@ -219,13 +222,17 @@ class NoiseGate:
         # equal pieces of at most piece_frames (on the hop grid): no short, mostly-context last piece
         count = max(1, math.ceil((end - first_piece) / self.piece_frames))
         piece_frames = math.ceil((end - first_piece) / count / self.hop_frames) * self.hop_frames
-        for piece_start in range(first_piece, end, piece_frames):
+
+        def gate(piece_start: int) -> None:
             piece_end = min(piece_start + piece_frames, end)
             lo = max(0, piece_start - self.context_frames)
             hi = min(len(block), piece_end + self.context_frames)
             gated = self._gate_piece(block[lo:hi], open_bins)
             first = max(piece_start, start)
             out[first - start: piece_end - start] = gated[first - lo: piece_end - lo]
+
+        for _ in ordered_map(gate, range(first_piece, end, piece_frames), workers):
+            pass
         return out
 
     def _own_open_bins(self, block: np.ndarray) -> np.ndarray:
