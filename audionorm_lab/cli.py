@@ -38,8 +38,15 @@ def _band(text: str) -> tuple[float, float]:
     return low, high
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="audionorm-lab", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     norm = commands.add_parser("normalize", help="noise gate, high-pass, voice band and loudness, streamed")

@@ -51,3 +51,10 @@ def test_human_summary_and_loudness_json(speech_wav, tmp_path):
     assert result.returncode == 0 and "LUFS out" in result.stdout and "chunks" in result.stdout
     loudness = json.loads(run_cli("loudness", out, "--json").stdout)
     assert abs(loudness["integrated_lufs"] + 23) <= 0.5
+
+
+def test_version():
+    from audionorm_lab import __version__
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"audionorm-lab {__version__}"

@@ -30,14 +30,16 @@ def quick_run(tmp_path_factory):
 def test_quick_matrix_runs_every_strategy(quick_run):
     out, result = quick_run
     rows = json.loads((out / "results.json").read_text())["rows"]
-    assert {r["strategy"] for r in rows} == {"full-load", "ffmpeg-segments", "streaming", "ffmpeg-filters"}
+    assert {r["strategy"] for r in rows} == {"full-load", "ffmpeg-segments", "streaming", "ffmpeg-filters", "sox"}
     assert all(r["status"] == "ok" for r in rows), [(r["run_id"], r["error"]) for r in rows]
     assert len(rows) == len(list(csv.DictReader(open(out / "results.csv"))))
     progress = [line for line in result.stderr.splitlines() if line.startswith("[")]
     assert len(progress) == len(rows), "one progress line per run"
     for row in rows:
-        assert row["peak_rss_bytes"] > 20e6 and row["wall_seconds"] > 0 and row["realtime_multiple"] > 0
-        if row["strategy"] == "ffmpeg-filters":
+        # SoX's chain needs a few MB; the others are Python or ffmpeg processes
+        assert row["peak_rss_bytes"] > (2e6 if row["strategy"] == "sox" else 20e6)
+        assert row["wall_seconds"] > 0 and row["realtime_multiple"] > 0
+        if row["strategy"] in ("ffmpeg-filters", "sox"):
             assert row["memray_peak_bytes"] is None  # not a Python process
         else:
             capture = Path(row["memray_capture"])
@@ -47,9 +49,11 @@ def test_quick_matrix_runs_every_strategy(quick_run):
 def test_fidelity_against_streaming(quick_run):
     rows = json.loads((quick_run[0] / "results.json").read_text())["rows"]
     by_id = {r["run_id"]: r for r in rows}
-    assert by_id["streaming-8s-c10-o0.5-r0"]["snr_vs_streaming_db"] is None  # the reference itself
+    assert by_id["streaming-8s-c5-o0.5-r0"]["snr_vs_streaming_db"] is None  # the reference itself
     assert by_id["full-load-8s-r0"]["snr_vs_streaming_db"] > 20
-    # one-second chunks with the default overlap: the same output as 10-second chunks
+    # the outside anchor: another algorithm altogether, though the same kind of chain
+    assert by_id["sox-8s-r0"]["snr_vs_streaming_db"] < 10
+    # one-second chunks with the default overlap: the same output as 5-second chunks
     assert by_id["streaming-8s-c1-o0.5-r0"]["snr_vs_streaming_db"] > 90
     # the proposal's one-second chunks: per-chunk processing, far from it, with seams
     segments = by_id["ffmpeg-segments-8s-c1-stream-r0"]
