@@ -141,7 +141,8 @@ def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateG
     workers : int
         Threads that share the FFTs.
     on_piece : callable, optional
-        ``on_piece(piece, peaks)`` as soon as a piece's peaks are final, in piece order.
+        ``on_piece(piece, peaks)`` as soon as a piece's peaks are final, in piece order; the
+        peaks are then handed over, not kept (and ``peaks`` below is None).
 
     Returns
     -------
@@ -198,7 +199,7 @@ def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateG
         keep_from = max(buffer_start, min(keep_from, buffer_end - n_fft))
         buffer, buffer_start = buffer[keep_from - buffer_start:], keep_from
     _report(reported, wanted - 1, peaks, {}, on_piece)
-    return np.stack(peaks[:wanted]), total
+    return (None if on_piece is not None else np.stack(peaks[:wanted])), total
 
 
 def _report(reported: int, finished: int, peaks: list, pending: dict, on_piece) -> int:
@@ -206,6 +207,7 @@ def _report(reported: int, finished: int, peaks: list, pending: dict, on_piece) 
     while reported <= finished and reported not in pending and reported < len(peaks):
         if on_piece is not None:
             on_piece(reported, peaks[reported])
+            peaks[reported] = None  # handed over: not kept twice
         reported += 1
     return reported
 
@@ -250,7 +252,7 @@ class PeakScan:
 
     def _piece_done(self, piece: int, peaks: np.ndarray) -> None:
         with self._ready:
-            self._peaks[piece] = peaks.copy()
+            self._peaks[piece] = peaks
             self._ready.notify_all()
 
     def _run(self) -> None:
