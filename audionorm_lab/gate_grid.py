@@ -228,6 +228,7 @@ class PeakScan:
         self._head: list[np.ndarray] = []
         self._head_kept = 0
         self._peaks: dict[int, np.ndarray] = {}
+        self._summarize: Callable[[np.ndarray], np.ndarray] | None = None
         self._head_done = self._done = self._stopped = False
         self._error: BaseException | None = None
         self._ready = threading.Condition()
@@ -252,7 +253,7 @@ class PeakScan:
 
     def _piece_done(self, piece: int, peaks: np.ndarray) -> None:
         with self._ready:
-            self._peaks[piece] = peaks
+            self._peaks[piece] = peaks if self._summarize is None else self._summarize(peaks)
             self._ready.notify_all()
 
     def _run(self) -> None:
@@ -277,8 +278,16 @@ class PeakScan:
         self._wait(lambda: self._head_done)
         return np.concatenate(self._head) if self._head else np.zeros((0, self._channels), np.float32)
 
+    def summarize_with(self, summarize: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Keep ``summarize(peaks)`` of each piece instead of its peaks (those so far, and those to
+        come): e.g. the gate's open bins, an eighth of the memory over a long file."""
+        with self._ready:
+            self._summarize = summarize
+            self._peaks = {piece: summarize(peaks) for piece, peaks in self._peaks.items()}
+
     def peaks(self, piece: int) -> np.ndarray | None:
-        """The piece's peaks, once final; None for a piece past the stream's end."""
+        """The piece's peaks (or their summary, see :meth:`summarize_with`), once final; None for
+        a piece past the stream's end."""
         self._wait(lambda: piece in self._peaks)
         return self._peaks.get(piece)
 

@@ -168,7 +168,7 @@ class _Chain:
                 self.notes.append(note)
         # Geometry of the noise gate (the same for every profile at this rate).
         self.gate: NoiseGate | None = None
-        self.peak_scan: PeakScan | None = None  # each grid piece's spectral peaks, for the 80 dB floor
+        self.peak_scan: PeakScan | None = None  # each grid piece's open bins (the 80 dB floor)
         self.denoise = options.denoise
         alignment, self.gate_context_frames = NoiseGate.geometry(rate)[:2] if self.denoise else (1, 0)
         self.grid = GateGrid.named(options.gate_grid, alignment) if self.denoise else None
@@ -252,8 +252,7 @@ class _Chain:
     def _open_bins(self, piece: int) -> np.ndarray | None:
         """The bins the 80 dB floor opens in the piece (waits for the scan to pass it); None: the
         gate takes the floor from the block itself (the per-chunk profile of the naive fix)."""
-        peaks = None if self.peak_scan is None else self.peak_scan.peaks(piece)
-        return None if peaks is None else self.gate.open_bins(peaks)
+        return None if self.peak_scan is None else self.peak_scan.peaks(piece)
 
 
 class _Reader:
@@ -411,6 +410,7 @@ def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, output, pr
             raise
         if len(clip) >= NoiseGate.N_FFT:
             chain.gate = NoiseGate(clip, rate)
+            chain.peak_scan.summarize_with(chain.gate.open_bins)  # keep 1 byte per bin, not 8
         else:
             chain.denoise = False
             chain.notes.append(f"input shorter than one STFT window ({len(clip)} frames): noise reduction skipped")
