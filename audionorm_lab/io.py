@@ -81,7 +81,9 @@ class AudioInfo:
         return None if self.frames is None else self.frames * self.channels * 4
 
 
-def _tool(name: str, path: Path) -> str:
+def require_tool(name: str, path: Path) -> str:
+    """The path of the program ``name`` (ffmpeg, ffprobe), or a clear error naming ``path``, the
+    file that needed it."""
     exe = shutil.which(name)
     if exe is None:
         raise FfmpegNotFoundError(
@@ -100,20 +102,21 @@ def _check_input(path: Path) -> None:
         raise EmptyInputError(f"{path}: file is empty (0 bytes)")
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
+    """The last non-blank line of a program's output: the one that says what went wrong."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "no message"
 
 
 def _ffprobe(path: Path) -> AudioInfo:
     cmd = [
-        _tool("ffprobe", path), "-v", "error", "-select_streams", "a:0",
+        require_tool("ffprobe", path), "-v", "error", "-select_streams", "a:0",
         "-show_entries", "stream=sample_rate,channels,duration:format=duration,format_name",
         "-of", "json", str(path),
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise NotAudioError(f"{path}: not an audio file ({_last_line(result.stderr)})")
+        raise NotAudioError(f"{path}: not an audio file ({last_line(result.stderr)})")
     probed = json.loads(result.stdout or "{}")
     streams = probed.get("streams") or []
     if not streams:
@@ -236,7 +239,7 @@ class FfmpegSource(AudioSource):
         super().__init__(info)
         self._stderr = tempfile.TemporaryFile()
         cmd = [
-            _tool("ffmpeg", info.path), "-nostdin", "-v", "error", "-i", str(info.path),
+            require_tool("ffmpeg", info.path), "-nostdin", "-v", "error", "-i", str(info.path),
             "-map", "0:a:0", "-vn", "-f", "f32le", "-acodec", "pcm_f32le",
             "-ac", str(info.channels), "-ar", str(info.sample_rate), "pipe:1",
         ]
@@ -259,7 +262,7 @@ class FfmpegSource(AudioSource):
         returncode = self._proc.wait()
         if returncode != 0:
             self._stderr.seek(0)
-            message = _last_line(self._stderr.read().decode(errors="replace"))
+            message = last_line(self._stderr.read().decode(errors="replace"))
             raise DecodeError(f"{self.info.path}: ffmpeg failed after {self.frames_read} frames ({message})")
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DecodeError, NotAudioError, OptionError
-from .io import AtomicSink, _last_line, _tool, check_output_path, probe
+from .io import AtomicSink, check_output_path, last_line, probe, require_tool
 from .loudness import LoudnessMeter
 from .options import NormalizeOptions
 from .pipeline import NormalizeReport, _db, normalize_array, normalize_file
@@ -38,7 +38,7 @@ def _load_with_pydub(path) -> tuple[object, np.ndarray]:
     try:
         segment = AudioSegment.from_file(str(path))
     except CouldntDecodeError as exc:
-        raise NotAudioError(f"{path}: pydub could not decode it ({_last_line(str(exc))})") from None
+        raise NotAudioError(f"{path}: pydub could not decode it ({last_line(str(exc))})") from None
     except (OSError, IndexError) as exc:
         raise DecodeError(f"{path}: pydub failed ({exc})") from None
     samples = np.array(segment.get_array_of_samples()).reshape(-1, segment.channels).astype(np.float32)
@@ -122,12 +122,12 @@ def full_load(src: str | os.PathLike, dst: str | os.PathLike, options: Normalize
 
 def _split_with_ffmpeg(src: Path, folder: Path, segment_seconds: float) -> list[Path]:
     """``ffmpeg -f segment -segment_time S``: the input as 16-bit wav chunk files in ``folder``."""
-    command = [_tool("ffmpeg", src), "-nostdin", "-v", "error", "-i", str(src), "-map", "0:a:0", "-vn",
+    command = [require_tool("ffmpeg", src), "-nostdin", "-v", "error", "-i", str(src), "-map", "0:a:0", "-vn",
                "-c:a", "pcm_s16le", "-f", "segment", "-segment_time", f"{segment_seconds:g}",
                str(folder / "chunk%06d.wav")]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        raise DecodeError(f"{src}: ffmpeg could not split it ({_last_line(result.stderr)})")
+        raise DecodeError(f"{src}: ffmpeg could not split it ({last_line(result.stderr)})")
     return sorted(folder.glob("chunk*.wav"))
 
 

@@ -44,6 +44,7 @@ import numpy as np
 import psutil
 
 from audionorm_lab import NormalizeOptions, probe
+from audionorm_lab.io import last_line
 from audionorm_lab.metrics import seam_metric_file, snr_db_files
 from data.fetch_samples import make_sample, parse_duration, parse_size
 
@@ -219,7 +220,7 @@ def execute(spec: RunSpec, scratch: Path, captures: Path | None, limit: int, ref
         "realtime_multiple": spec.size.seconds / result.wall_seconds if result.status == "ok" else None,
         "loudness_out_lufs": report.get("loudness_out_lufs"), "chunks": report.get("chunks"),
         "snr_vs_streaming_db": None, "seam_jump_ratio": None, "seam_control_jump_ratio": None,
-        "seam_level_step_db": None, "error": None if result.status == "ok" else _last_line(result.stderr),
+        "seam_level_step_db": None, "error": None if result.status == "ok" else last_line(result.stderr)[-300:],
     }
     if result.status == "ok":
         if reference is not None and reference != output:
@@ -234,11 +235,6 @@ def execute(spec: RunSpec, scratch: Path, captures: Path | None, limit: int, ref
 def _finite(value: float) -> float | None:
     """SNR for JSON: identical outputs (infinite SNR) are recorded as 200 dB."""
     return min(value, 200.0) if value > -np.inf else None
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][-300:] if lines else ""
 
 
 def machine() -> dict:
