@@ -388,50 +388,46 @@ def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, output, pr
     peak_before, peak_out = _Peak(), _Peak()
 
     share_malloc_arenas()  # before the scan's and the workers' threads
-    scan_source = None
-    if chain.denoise and options.noise_profile == "file":
-        # Pass 0 runs on its own thread and reader, ahead of the chain: the noise clip first,
-        # then each grid piece's spectral peaks, which the gate waits for piece by piece.
-        started = time.perf_counter()
-        scan_source = open_pass()
-        scan_reader = _Reader(scan_source, "profile", progress)
+    gain_db, limited, loudness_before, chain_runs, spill, scan_source = 0.0, False, None, 1, None, None
+    try:  # from here on the scan's thread is stopped, and the spill closed, whatever happens
+        if chain.denoise and options.noise_profile == "file":
+            # Pass 0 runs on its own thread and reader, ahead of the chain: the noise clip first,
+            # then each grid piece's spectral peaks, which the gate waits for piece by piece.
+            started = time.perf_counter()
+            scan_source = open_pass()
+            scan_reader = _Reader(scan_source, "profile", progress)
 
-        def read_and_measure(frames: int) -> np.ndarray:  # the input's loudness, on the scan's thread
-            block = scan_reader(frames)
-            meter_in.update(block)
+            def read_and_measure(frames: int) -> np.ndarray:  # the input's loudness, on the scan's thread
+                block = scan_reader(frames)
+                meter_in.update(block)
+                return block
+
+            chain.peak_scan = PeakScan(read_and_measure, channels, chain.grid, NoiseGate.N_FFT,
+                                       NOISE_PROFILE_FRAMES).start()
+            clip = chain.peak_scan.head()
+            if len(clip) >= NoiseGate.N_FFT:
+                chain.gate = NoiseGate(clip, rate)
+                chain.peak_scan.summarize_with(chain.gate.open_bins)  # keep 1 byte per bin, not 8
+            else:
+                chain.denoise = False
+                chain.notes.append(f"input shorter than one STFT window ({len(clip)} frames): "
+                                   f"noise reduction skipped")
+            del clip  # 600,000 frames: not to be held through the passes
+            if workers == 1:
+                chain.peak_scan.wait()  # the sequential path: the scan first, then the chain
+            seconds["profile"] = time.perf_counter() - started
+
+        measure_input = chain.peak_scan is None  # else the scan measures the input
+
+        def finish(block):
+            meter_out.update(block)
+            peak_out.update(block)
             return block
 
-        chain.peak_scan = PeakScan(read_and_measure, channels, chain.grid, NoiseGate.N_FFT,
-                                   NOISE_PROFILE_FRAMES).start()
-        try:
-            clip = chain.peak_scan.head()
-        except BaseException:
-            _stop_scan(chain, scan_source)
-            raise
-        if len(clip) >= NoiseGate.N_FFT:
-            chain.gate = NoiseGate(clip, rate)
-            chain.peak_scan.summarize_with(chain.gate.open_bins)  # keep 1 byte per bin, not 8
-        else:
-            chain.denoise = False
-            chain.notes.append(f"input shorter than one STFT window ({len(clip)} frames): noise reduction skipped")
-        del clip  # 600,000 frames: not to be held through the passes
-        if workers == 1:
-            chain.peak_scan.wait()  # the sequential path: the scan first, then the chain
-        seconds["profile"] = time.perf_counter() - started
-
-    measure_input = chain.peak_scan is None  # else the scan measures the input
-
-    def finish(block):
-        meter_out.update(block)
-        peak_out.update(block)
-        return block
-
-    path, note = _gain_path(options, info, output) if options.normalize_loudness else ("no gain", None)
-    if note:
-        chain.notes.append(note)
-    gain_db, limited, loudness_before, chain_runs = 0.0, False, None, 1
-    spill = Spill(output.folder, channels) if path == "spill file" else None
-    try:
+        path, note = _gain_path(options, info, output) if options.normalize_loudness else ("no gain", None)
+        if note:
+            chain.notes.append(note)
+        spill = Spill(output.folder, channels) if path == "spill file" else None
         if options.normalize_loudness:
             started = time.perf_counter()
             keep = {"in place": output.write, "spill file": spill.write if spill else None}.get(path)
