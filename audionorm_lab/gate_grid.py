@@ -153,7 +153,7 @@ def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateG
     half, hop = n_fft // 2, grid.hop_frames
     peaks: list[np.ndarray] = []
     reported = 0  # pieces handed to on_piece
-    next_centre: dict[int, int | None] = {}  # pieces still being scanned -> next frame centre
+    next_centre: dict[int, int | None] = {}  # pieces still being scanned -> next frame centre (None: not begun)
     buffer = np.zeros((n_fft, channels), np.float32)  # zeros before frame 0
     buffer_start, total, ended = -n_fft, 0, False
     while not ended:
@@ -163,7 +163,7 @@ def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateG
         tail = [np.zeros((n_fft, channels), np.float32)] if ended else []
         buffer = np.concatenate([buffer, block, *tail])
         buffer_end = buffer_start + len(buffer)
-        known_total = total if ended else None
+        known_total = total if ended else 1 << 62  # the length is known only at the end
         if ended:
             wanted = max(1, math.ceil(total / grid.piece_frames)) if grid.piece_frames else 1
         else:
@@ -172,14 +172,14 @@ def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateG
             peaks.append(np.zeros((channels, half + 1)))
             next_centre[piece] = None
         for piece in list(next_centre):
-            first, stop = grid.centre_range(piece, known_total if ended else 1 << 62, n_fft)
+            first, stop = grid.centre_range(piece, known_total, n_fft)
             centre = first if next_centre[piece] is None else next_centre[piece]
             limit = min(stop, buffer_end - half + 1)
             if centre < limit:
                 count = (limit - 1 - centre) // hop + 1
                 offset = centre - half - buffer_start
                 segment = buffer[offset: offset + (count - 1) * hop + n_fft]
-                lo, hi = grid.extent(piece, known_total if ended else 1 << 62)
+                lo, hi = grid.extent(piece, known_total)
                 seg_start = centre - half
                 if seg_start < lo or seg_start + len(segment) > hi:  # zeros beyond the piece's stretch
                     segment = segment.copy()

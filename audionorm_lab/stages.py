@@ -49,13 +49,10 @@ class IIRFilter:
         self._zi = np.zeros((self.sos.shape[0], 2, self.channels))
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        """Filter the next block (float32 out), in sub-blocks of 65,536 frames: the float64
-        state is kept, and the float64 temporaries stay small whatever the block's length."""
-        out = np.empty(block.shape, np.float32)
-        for first in range(0, len(block), 1 << 16):
-            part, self._zi = signal.sosfilt(self.sos, block[first: first + (1 << 16)], axis=0, zi=self._zi)
-            out[first: first + len(part)] = part
-        return out
+        """Filter the next block: float64 state and arithmetic, float32 out. (The pipeline hands
+        it :data:`~audionorm_lab.pipeline.FILTER_FRAMES` at a time, which bounds the temporaries.)"""
+        out, self._zi = signal.sosfilt(self.sos, block, axis=0, zi=self._zi)
+        return out.astype(np.float32, copy=False)
 
 
 def highpass(cutoff_hz: float, sample_rate: int, channels: int, order: int = 4) -> IIRFilter:
