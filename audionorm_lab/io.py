@@ -11,6 +11,7 @@ place only when the whole output is written, so a reader never sees half a file.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -304,6 +305,13 @@ def check_output_path(dst: str | os.PathLike, src: str | os.PathLike | None = No
     if src is not None and dst.exists() and os.path.samefile(dst, src):
         raise OutputPathError(f"{dst}: output would overwrite the input")
     return dst
+
+
+def partial_outputs(path) -> list[Path]:
+    """The temporary files an :class:`AtomicSink` for ``path`` left behind (a run killed before its rename),
+    in ``path``'s folder. A live sink's own file is among them: remove them only when no run writes ``path``."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.part"))
 
 
 class AtomicSink:

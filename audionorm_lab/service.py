@@ -1,21 +1,39 @@
 """The service's Celery app and its ``normalize_audio`` task (``pip install audionorm-lab[service]``).
 
-Settings come from the environment: ``AUDIONORM_BROKER_URL`` (default
-``redis://localhost:6379/0``) and ``AUDIONORM_RESULT_BACKEND`` (default: the broker).
+Settings come from the environment:
 
-Delivery: the task is ``acks_late`` with ``reject_on_worker_lost``. When the
-process running a job dies (the OOM killer's SIGKILL), the master logs
-``Process 'ForkPoolWorker-N' ... exited with 'signal 9 (SIGKILL)'`` and
-``Task handler raised error: WorkerLostError(...)``, and the message is not
-acknowledged but put back on the queue: the job is not silently lost. On that
-redelivery the task does not run the job again (it would kill the next worker
-too, forever): it fails at once with :class:`JobKilledWorkerError`, a
-``WorkerLostError`` naming the job, which is what the client's ``result.get()``
-raises, and the message is then acknowledged. Resubmit the job with the
-streaming processor (``mode="auto"`` or ``"streaming"``).
+- ``AUDIONORM_BROKER_URL`` (default ``redis://localhost:6379/0``) and
+  ``AUDIONORM_RESULT_BACKEND`` (default: the broker). The result backend must be
+  Redis: the delivery ledger lives there.
+- ``AUDIONORM_VISIBILITY_TIMEOUT``: seconds before the Redis transport restores a
+  message that was delivered but never acknowledged (its worker's main process was
+  killed, or a broker restart lost the acknowledgement). Default 900. Set it from
+  the longest job the service expects: streaming runs at about 70x real time on
+  two free cores, so a 3-hour recording takes about 2.5 minutes alone and about
+  10 minutes with four jobs sharing two cores. A job that runs longer than the
+  timeout is still safe: its restored copy finds the job's run lock held and waits
+  (a retry with a countdown) until the first run ends, then sees its result and
+  does nothing. A shorter timeout finishes jobs sooner after a cold shutdown.
+  Unacknowledged messages are looked for every ``AUDIONORM_RESTORE_INTERVAL``
+  seconds (default 10).
+
+Delivery (:mod:`audionorm_lab.delivery`): the task is ``acks_late`` with
+``reject_on_worker_lost``. When the process running a job dies (the OOM killer's
+SIGKILL), the master logs ``Process 'ForkPoolWorker-N' ... exited with 'signal 9
+(SIGKILL)'`` and the message goes back on the queue. Every delivery that runs is
+counted in Redis per task id; a delivery after the first means an earlier run
+never finished (the OOM killer, a deploy, a lost node), so the job runs again with
+the streaming processor, whose memory does not grow with the file, whatever mode
+it asked for, up to ``max_deliveries`` deliveries (default 3). The next one fails
+with :class:`JobKilledWorkerError` naming the job and its attempts. The result's
+``delivery`` entry says which delivery finished the job and why its mode changed.
+``on_worker_lost="fail"`` keeps the service as it was, for the evidence: the first
+redelivery fails at once.
 
 Idempotence: outputs are written under a temporary name and renamed into place
-when complete, so a retried or re-delivered job never leaves a half-written file.
+when complete, so a job that runs twice writes the same file, and a re-run first
+removes the temporary file a killed run left beside the output. A delivery of a
+job whose result is already stored does nothing.
 """
 
 from __future__ import annotations
@@ -23,14 +41,22 @@ from __future__ import annotations
 import os
 
 from billiard.exceptions import WorkerLostError
-from celery import Celery
+from celery import Celery, states
+from celery.exceptions import Ignore
 
+from .delivery import (
+    DEFAULT_MAX_DELIVERIES,
+    DeliveriesExhausted,
+    DeliveryLedger,
+    RunInProgress,
+)
 from .errors import AudionormError
 from .options import NormalizeOptions
 from .processor import AudioJob, AudioProcessor
 from .strategies import full_load, streaming
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 900
 MODES = ("auto", "full-load", "streaming")
 
 app = Celery("audionorm_lab")
@@ -41,34 +67,51 @@ app.conf.update(
     task_serializer="json", result_serializer="json", accept_content=["json"],
     task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True, result_extended=True,
+    broker_transport_options={
+        "visibility_timeout": float(os.environ.get("AUDIONORM_VISIBILITY_TIMEOUT",
+                                                   DEFAULT_VISIBILITY_TIMEOUT_SECONDS)),
+        "unacked_restore_interval": float(os.environ.get("AUDIONORM_RESTORE_INTERVAL", 10)),
+        "unacked_restore_throttle": 1,  # look on every interval, not on every tenth
+    },
 )
 
 
 class JobKilledWorkerError(WorkerLostError):
-    """A redelivered job had already lost its worker (killed, typically out of memory); not run again."""
+    """The job lost its worker on every delivery that may run; its message names the job and its attempts."""
 
 
-@app.task(name="audionorm.normalize_audio", bind=True)
+@app.task(name="audionorm.normalize_audio", bind=True, max_retries=None)
 def normalize_audio(self, input_file: str, output_file: str, options: dict | None = None, mode: str = "auto",
-                    chunk_threshold_bytes: int | None = None) -> dict:
-    """Normalize one file; return the report as a dict.
+                    chunk_threshold_bytes: int | None = None, on_worker_lost: str = "stream",
+                    max_deliveries: int = DEFAULT_MAX_DELIVERIES) -> dict:
+    """Normalize one file; return the report as a dict, with its ``delivery`` entry.
 
     ``mode``: ``"auto"`` is ``AudioProcessor.process_audio_job`` (streamed above the size
     threshold), ``"full-load"`` the old processor, ``"streaming"`` the core regardless of size.
+    ``on_worker_lost``: ``"stream"`` runs a job whose worker was lost again with streaming,
+    up to ``max_deliveries`` deliveries; ``"fail"`` fails its first redelivery (the service as it was).
     Bad input raises the :class:`~audionorm_lab.errors.AudionormError` that says why; the
     worker process survives it.
     """
-    if (self.request.delivery_info or {}).get("redelivered"):
-        raise JobKilledWorkerError(f"job {self.request.id} ({input_file}) lost its worker on an earlier delivery "
-                                   f"(killed, e.g. out of memory); not run again: resubmit it with mode='streaming'")
     if mode not in MODES:
         raise AudionormError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    job = AudioJob(input_file, output_file, NormalizeOptions(**(options or {})), job_id=self.request.id)
-    if mode == "full-load":
-        report = full_load(job.input_file, job.output_file, job.options)
-    elif mode == "streaming":
-        report = streaming(job.input_file, job.output_file, job.options)
-    else:
-        processor = AudioProcessor() if chunk_threshold_bytes is None else AudioProcessor(chunk_threshold_bytes)
-        report = processor.process_audio_job(job)
-    return report.to_dict()
+    if self.AsyncResult(self.request.id).state in states.READY_STATES:
+        raise Ignore()  # a late copy of a job that already ended (its acknowledgement was lost)
+    ledger = DeliveryLedger(self.backend.client, max_deliveries=max_deliveries, on_worker_lost=on_worker_lost)
+    try:
+        run = ledger.begin(self.request.id, mode, input_file, output_file)
+    except RunInProgress as busy:
+        raise self.retry(countdown=busy.retry_after_seconds) from None
+    except DeliveriesExhausted as exc:
+        hint = " (on_worker_lost='fail'): resubmit it with mode='streaming'" if on_worker_lost == "fail" else ""
+        raise JobKilledWorkerError(f"{exc}{hint}") from None
+    with run as attempt:
+        job = AudioJob(input_file, output_file, NormalizeOptions(**(options or {})), job_id=self.request.id)
+        if attempt.mode == "full-load":
+            report = full_load(job.input_file, job.output_file, job.options)
+        elif attempt.mode == "streaming":
+            report = streaming(job.input_file, job.output_file, job.options)
+        else:
+            processor = AudioProcessor() if chunk_threshold_bytes is None else AudioProcessor(chunk_threshold_bytes)
+            report = processor.process_audio_job(job)
+    return {**report.to_dict(), "delivery": attempt.to_dict()}

@@ -21,9 +21,13 @@ def test_01_reproduce_oom(reports):
     assert values["streaming_ok"] and max(values["streaming_peak_rss_mb"].values()) < 300
     assert (reports / "01_reproduce_oom.html").stat().st_size > 10_000
     service = values["service"]
-    assert service["full-load"]["status"] == "FAILURE" and service["full-load"]["worker_lost"]
-    assert any("signal 9 (SIGKILL)" in line for line in service["full-load"]["log_lines"])
+    assert service["as it was"]["status"] == "FAILURE" and service["as it was"]["worker_lost"]
+    assert any("signal 9 (SIGKILL)" in line for line in service["as it was"]["log_lines"])
     assert service["streaming"]["status"] == "SUCCESS"
+    redelivered = service["full-load, redelivered"]
+    assert redelivered["status"] == "SUCCESS" and redelivered["delivery"]["delivery"] == 2
+    assert redelivered["delivery"]["mode"] == "streaming" and "lost its worker" in redelivered["delivery"][
+        "mode_changed_because"]
     # the fix changes nothing but the memory: streaming gives the service's samples, the proposal does not
     wav = values["fidelity_wav_db"]
     assert wav["streaming (service grid)"] <= -90 and wav["streaming (file grid)"] > -60

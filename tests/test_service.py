@@ -1,11 +1,17 @@
 """The Celery task on a real Redis and a real prefork worker; the OOM kill reproduced and survived."""
 
+import os
+import signal
+import time
+from pathlib import Path
+
 import psutil
 import pytest
 import soundfile as sf
 from billiard.exceptions import WorkerLostError
 
 from audionorm_lab import integrated_loudness
+from audionorm_lab.io import partial_outputs
 from bench.service_repro import Service
 from conftest import leftovers
 from data.fetch_samples import make_sample
@@ -40,7 +46,7 @@ def test_a_short_file_end_to_end(service, tmp_path):
 
 def test_full_load_kills_the_worker_and_streaming_survives_on_the_same_worker(service, five_minutes, tmp_path):
     master = service.worker.pid
-    old = service.submit(five_minutes, tmp_path / "old.wav", "full-load")
+    old = service.submit(five_minutes, tmp_path / "old.wav", "full-load", on_worker_lost="fail")
     assert old["status"] == "FAILURE" and old["worker_lost"], old
     assert any("exited with 'signal 9 (SIGKILL)'" in line for line in old["log_lines"])
     assert any("WorkerLostError" in line for line in old["log_lines"])
@@ -70,3 +76,77 @@ def test_bad_input_fails_the_task_not_the_worker(service, tmp_path, kind):
     assert ("no such file" if kind == "missing" else "not an audio file") in outcome["error"]
     assert outcome["log_lines"] == [] and service.pool_pids() == pool, "the pool process survived"
     assert not (tmp_path / "out.wav").exists()
+
+
+def _wait_for_run(ledger, task_id, count: int, timeout: float = 60.0) -> dict:
+    """The ``count``-th run start of ``task_id`` in the ledger, once it is there."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        starts = [r for r in ledger.runs(task_id) if r["event"] == "start"]
+        if len(starts) >= count:
+            return starts[count - 1]
+        time.sleep(0.02)
+    raise AssertionError(f"run {count} of {task_id} did not start: {ledger.runs(task_id)}")
+
+
+def _kill_when_writing(output: Path, pid: int, timeout: float = 60.0) -> str:
+    """SIGKILL ``pid`` once its temporary output exists, as the OOM killer would mid-job; the temporary's name."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        parts = partial_outputs(output)
+        if parts:
+            os.kill(pid, signal.SIGKILL)
+            return str(parts[0])
+        time.sleep(0.01)
+    raise AssertionError(f"no temporary output for {output}")
+
+
+def test_a_job_whose_worker_was_killed_is_finished_by_streaming(service, five_minutes, tmp_path):
+    out = tmp_path / "out.wav"
+    result = service.send(five_minutes, out, "auto", chunk_threshold_bytes=0, options={"workers": 1})
+    ledger = service.ledger()
+    first = _wait_for_run(ledger, result.id, 1)
+    part = _kill_when_writing(out, first["pid"])
+    report = result.get(timeout=300)
+    delivery = report["delivery"]
+    assert delivery["delivery"] == 2 and delivery["mode_requested"] == "auto" and delivery["mode"] == "streaming"
+    assert "1 earlier delivery lost its worker" in delivery["mode_changed_because"]
+    assert delivery["partial_outputs_removed"] == [part]
+    assert leftovers(tmp_path) == [] and sf.info(out).frames == report["input_frames"]
+    assert abs(integrated_loudness(out) - report["target_lufs"]) <= 0.5
+    assert ledger.deliveries(result.id) == 2
+
+
+def test_a_job_killed_on_every_delivery_fails_naming_its_attempts(service, five_minutes, tmp_path):
+    out = tmp_path / "out.wav"
+    result = service.send(five_minutes, out, "streaming", max_deliveries=2, options={"workers": 1})
+    ledger = service.ledger()
+    pids = [_wait_for_run(ledger, result.id, n)["pid"] for n in (1,)]
+    _kill_when_writing(out, pids[0])
+    pids.append(_wait_for_run(ledger, result.id, 2)["pid"])
+    _kill_when_writing(out, pids[1])
+    with pytest.raises(WorkerLostError) as failure:
+        result.get(timeout=120)
+    message = str(failure.value)
+    assert type(failure.value).__name__ == "JobKilledWorkerError" and result.id in message
+    assert "lost its worker on 2 deliveries" in message and all(f"pid {pid}" in message for pid in pids)
+    assert not out.exists() and leftovers(tmp_path) == []
+    assert [r["event"] for r in ledger.runs(result.id)] == ["start", "start", "refused"]
+
+
+def test_a_long_job_past_the_visibility_timeout_is_not_run_twice_at_once(tmp_path, five_minutes):
+    """The Redis transport restores the unacknowledged message after 1 s while the job still runs (about 5 s);
+    the restored copy finds the run lock held and waits; the job runs once."""
+    env = {"AUDIONORM_VISIBILITY_TIMEOUT": "1", "AUDIONORM_RESTORE_INTERVAL": "0.5"}
+    with Service(LIMIT, tmp_path / "service", concurrency=2, env=env) as short_timeout:
+        out = tmp_path / "out.wav"
+        result = short_timeout.send(five_minutes, out, "streaming", options={"workers": 1})
+        report = result.get(timeout=300)
+        runs = short_timeout.ledger().runs(result.id)
+    starts = [r for r in runs if r["event"] == "start"]
+    ends = [r for r in runs if r["event"] == "end"]
+    busy = [r for r in runs if r["event"] == "busy"]
+    assert len(starts) == 1 and len(ends) == 1 and ends[0]["outcome"] == "success", runs
+    assert busy and all(starts[0]["time"] < b["time"] < ends[0]["time"] for b in busy), runs
+    assert all(b["pid"] != starts[0]["pid"] for b in busy), "the copy was delivered to the other pool process"
+    assert report["delivery"]["delivery"] == 1 and sf.info(out).frames == report["input_frames"]

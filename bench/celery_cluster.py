@@ -1,0 +1,267 @@
+"""Real service processes for the harness: a ``redis-server`` and prefork ``celery worker``s under a memory watchdog.
+
+Each process is started in its own session, so it and its children are stopped by
+process group; everything is stopped by process id and reaped, also on errors.
+
+The watchdog holds memory the way a container does:
+
+- ``child_limit_bytes``: each pool process (with its ffmpeg children) is SIGKILLed
+  when its RSS passes the limit, as the OOM killer does to a process in a
+  per-process limit;
+- ``tree_limit_bytes``: when the worker's whole tree (main process and every pool
+  process) passes the limit, the largest pool process is SIGKILLed, as the
+  cgroup OOM killer picks its victim. RSS sums count pages shared after the fork
+  once per process, so this is the cautious side of what a cgroup would charge.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen | None, grace_seconds: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL the process group; always reaped."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(grace_seconds)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        kill_process_group(process)
+
+
+def kill_process_group(process: subprocess.Popen) -> None:
+    """SIGKILL the process and everything in its group (a cold shutdown); reaped."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def client_app(url: str):
+    """A Celery app that only sends jobs to, and reads results from, the service at ``url`` (Redis)."""
+    from celery import Celery
+
+    import audionorm_lab.service  # noqa: F401  (results rebuild the task's own exception classes only when imported)
+
+    return Celery("audionorm-client", broker=url, backend=url, set_as_current=False,
+                  config_source={"task_serializer": "json", "result_serializer": "json", "accept_content": ["json"],
+                                 "broker_connection_retry_on_startup": True})
+
+
+def send_job(client, input_file, output_file, mode: str, **kwargs):
+    """Send one ``audionorm.normalize_audio`` job through ``client`` (:func:`client_app`); its ``AsyncResult``."""
+    return client.send_task("audionorm.normalize_audio", args=[str(input_file), str(output_file)],
+                            kwargs={"mode": mode, **kwargs})
+
+
+class RedisServer:
+    """A ``redis-server`` on a free loopback port, its files in ``folder``.
+
+    ``appendonly=True`` runs it as production would: a restart replays the
+    append-only file, so queued and unacknowledged messages survive it.
+    """
+
+    def __init__(self, folder: Path, appendonly: bool = False):
+        self.folder, self.appendonly = Path(folder), appendonly
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self) -> RedisServer:
+        server = shutil.which("redis-server")
+        if server is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server; ./lab setup does it)")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]
+        self.process = subprocess.Popen([server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                         *persistence, "--dir", str(self.folder)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self._wait_for_ping()
+        return self
+
+    def _wait_for_ping(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with code {self.process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not answer PING")
+
+    def stop(self) -> None:
+        """SIGTERM: redis flushes its append-only file and exits."""
+        stop_process(self.process, grace_seconds=30.0)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class CeleryWorker:
+    """One ``celery -A audionorm_lab.service worker --pool prefork`` and its memory watchdog.
+
+    Parameters
+    ----------
+    broker_url : str
+    folder : path
+        Where its log goes (``<name>.log``).
+    name : str
+        The worker's node name (``name@localhost``); unique among live workers.
+    concurrency : int
+        Pool processes.
+    child_limit_bytes, tree_limit_bytes : int, optional
+        See the module docstring.
+    env : dict, optional
+        Extra environment (``AUDIONORM_VISIBILITY_TIMEOUT``...).
+    """
+
+    def __init__(self, broker_url: str, folder: Path, name: str, concurrency: int = 1,
+                 child_limit_bytes: int | None = None, tree_limit_bytes: int | None = None,
+                 env: dict | None = None, interval_seconds: float = 0.02):
+        self.broker_url, self.folder, self.name, self.concurrency = broker_url, Path(folder), name, concurrency
+        self.child_limit, self.tree_limit, self.interval = child_limit_bytes, tree_limit_bytes, interval_seconds
+        self.env = env or {}
+        self.process: subprocess.Popen | None = None
+        self.kills: list[dict] = []  # {"pid", "rss_bytes", "limit_bytes", "limit": "child"|"tree", "time"}
+        self.child_peaks: dict[int, int] = {}  # pool process pid -> peak RSS of its tree, bytes
+        self.tree_peak_bytes = 0
+        self._stop_watch = threading.Event()
+        self._watch: threading.Thread | None = None
+        self._log = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder / f"{self.name}.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, wait: bool = True) -> CeleryWorker:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "AUDIONORM_BROKER_URL": self.broker_url, "PYTHONPATH": str(ROOT), **self.env}
+        env.pop("AUDIONORM_RESULT_BACKEND", None)
+        self._log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "audionorm_lab.service", "worker", "--pool", "prefork",
+             "--concurrency", str(self.concurrency), "--loglevel", "INFO", "--hostname", f"{self.name}@localhost",
+             "--without-mingle", "--without-gossip"],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT), start_new_session=True)
+        self._watch = threading.Thread(target=self._watchdog, name=f"watchdog-{self.name}", daemon=True)
+        self._watch.start()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"celery worker {self.name} exited: {self.log_path.read_text()[-500:]}")
+            if " ready." in self.log_path.read_text():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"celery worker {self.name} did not become ready")
+
+    def pool_pids(self) -> list[int]:
+        try:
+            return [c.pid for c in psutil.Process(self.process.pid).children()]
+        except psutil.Error:
+            return []
+
+    def _kill_tree(self, child: psutil.Process, tree: list[psutil.Process], rss: int, limit: int, kind: str) -> None:
+        for p in tree:
+            try:
+                p.send_signal(signal.SIGKILL)
+            except psutil.Error:
+                pass
+        self.kills.append({"pid": child.pid, "rss_bytes": rss, "limit_bytes": limit, "limit": kind,
+                           "time": time.time()})
+
+    def _watchdog(self) -> None:
+        try:
+            master = psutil.Process(self.process.pid)
+        except psutil.Error:
+            return
+        while not self._stop_watch.wait(self.interval):
+            try:
+                master_rss = master.memory_info().rss
+                children = master.children(recursive=False)
+            except psutil.Error:
+                return
+            trees = []
+            for child in children:
+                try:
+                    tree = [child, *child.children(recursive=True)]
+                    rss = sum(p.memory_info().rss for p in tree)
+                except psutil.Error:
+                    continue
+                self.child_peaks[child.pid] = max(self.child_peaks.get(child.pid, 0), rss)
+                if self.child_limit is not None and rss > self.child_limit:
+                    self._kill_tree(child, tree, rss, self.child_limit, "child")
+                else:
+                    trees.append((rss, child, tree))
+            total = master_rss + sum(rss for rss, _, _ in trees)
+            self.tree_peak_bytes = max(self.tree_peak_bytes, total)
+            if self.tree_limit is not None and total > self.tree_limit and trees:
+                rss, child, tree = max(trees, key=lambda t: t[0])
+                self._kill_tree(child, tree, total, self.tree_limit, "tree")
+
+    def warm_shutdown(self) -> None:
+        """SIGTERM to the main process only, as a deploy's ``docker stop`` sends it: running jobs finish,
+        then the worker exits. Returns at once; :meth:`stop` later reaps it."""
+        if self.alive():
+            os.kill(self.process.pid, signal.SIGTERM)
+
+    def stop(self, grace_seconds: float = 10.0) -> None:
+        """Warm shutdown first (SIGTERM: running jobs finish), SIGKILL after ``grace_seconds``."""
+        stop_process(self.process, grace_seconds)
+        self._close()
+
+    def cold_shutdown(self) -> None:
+        """SIGKILL the main process and its pool processes at once."""
+        if self.process is not None:
+            kill_process_group(self.process)
+        self._close()
+
+    def _close(self) -> None:
+        self._stop_watch.set()
+        if self._watch is not None and self._watch is not threading.current_thread():
+            self._watch.join(5)
+        if self._log:
+            self._log.close()
+            self._log = None
