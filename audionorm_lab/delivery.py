@@ -175,25 +175,29 @@ class DeliveryLedger:
         """
         token = self._acquire(task_id)
         try:
-            count_key = self._key("deliveries", task_id)
-            delivery = int(self.client.incr(count_key))
-            self.client.expire(count_key, self.ttl)
+            count_key, runs_key = self._key("deliveries", task_id), self._key("runs", task_id)
+            delivery = int(self.client.get(count_key) or 0) + 1
             attempt = Attempt(task_id, delivery, self.max_deliveries, mode_requested, mode_requested)
-            if delivery > 1:
-                removed = tuple(str(p) for p in partial_outputs(output_file) if _unlink(p))
-                attempt.partial_outputs_removed = removed
+            refused = delivery > 1 and (self.on_worker_lost == "fail" or delivery > self.max_deliveries)
+            if delivery > 1 and not refused and mode_requested != "streaming":
                 lost = delivery - 1
-                if self.on_worker_lost == "fail" or delivery > self.max_deliveries:
-                    limit = 1 if self.on_worker_lost == "fail" else self.max_deliveries
-                    self._record(task_id, event="refused", delivery=delivery, mode=None)
-                    raise DeliveriesExhausted(task_id, input_file, self.runs(task_id), limit)
-                if mode_requested != "streaming":
-                    attempt.mode = "streaming"
-                    attempt.mode_changed_because = (
-                        f"{lost} earlier deliver{'y' if lost == 1 else 'ies'} lost its worker (killed, out of "
-                        f"memory, or shut down): delivery {delivery} of at most {self.max_deliveries} runs with the "
-                        f"streaming processor, whose memory does not grow with the file")
-            self._record(task_id, event="start", delivery=delivery, mode=attempt.mode)
+                attempt.mode = "streaming"
+                attempt.mode_changed_because = (
+                    f"{lost} earlier deliver{'y' if lost == 1 else 'ies'} lost its worker (killed, out of "
+                    f"memory, or shut down): delivery {delivery} of at most {self.max_deliveries} runs with the "
+                    f"streaming processor, whose memory does not grow with the file")
+            # the count and its record together, so a kill between them cannot leave one without the other
+            record = json.dumps({"time": time.time(), "host": socket.gethostname(), "pid": os.getpid(),
+                                 "event": "refused" if refused else "start", "delivery": delivery,
+                                 "mode": None if refused else attempt.mode})
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.incr(count_key).expire(count_key, self.ttl).rpush(runs_key, record).expire(runs_key, self.ttl)
+                delivery = int(pipe.execute()[0])
+            if delivery > 1:
+                attempt.partial_outputs_removed = tuple(str(p) for p in partial_outputs(output_file) if _unlink(p))
+            if refused:
+                limit = 1 if self.on_worker_lost == "fail" else self.max_deliveries
+                raise DeliveriesExhausted(task_id, input_file, self.runs(task_id), limit)
         except BaseException:
             self.client.eval(_RELEASE, 1, self._key("lock", task_id), token)
             raise

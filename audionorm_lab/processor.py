@@ -21,6 +21,12 @@ log = logging.getLogger(__name__)
 #: Decoded size (float32 samples) above which a job is streamed, bytes: about 5 minutes of
 #: stereo 44.1 kHz. Full-load processing peaks near six times the decoded size.
 DEFAULT_CHUNK_THRESHOLD_BYTES = 100 * 10**6
+#: In-memory (full-load) peak RSS of a Celery pool process, bytes: a base (imports, noisereduce's
+#: 600,000-frame pieces, ffmpeg) plus a factor times the decoded size. Measured with
+#: ``python -m bench run --sizes 1m,2m,3m,5m --strategies full-load --no-memray`` (420, 473,
+#: 576, 744 MB: 336 MB + 3.9 x decoded) and in a pool process (a 3-minute mp3: 679 MB), rounded up.
+IN_MEMORY_BASE_BYTES = 440 * 10**6
+IN_MEMORY_PEAK_FACTOR = 4.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,15 @@ class AudioProcessor:
 
     def __init__(self, chunk_threshold_bytes: int = DEFAULT_CHUNK_THRESHOLD_BYTES):
         self.chunk_threshold_bytes = chunk_threshold_bytes
+
+    @classmethod
+    def for_memory_limit(cls, limit_bytes: int) -> AudioProcessor:
+        """A processor that keeps a job in memory only when its in-memory peak fits ``limit_bytes``
+        (the pool process's memory limit, bytes); every other job is streamed. The threshold is
+        ``(limit - IN_MEMORY_BASE_BYTES) / IN_MEMORY_PEAK_FACTOR``, capped at the default; 0 when
+        nothing fits (every job streamed)."""
+        fitting = int((limit_bytes - IN_MEMORY_BASE_BYTES) / IN_MEMORY_PEAK_FACTOR)
+        return cls(max(0, min(DEFAULT_CHUNK_THRESHOLD_BYTES, fitting)))
 
     def process_audio_job(self, job: AudioJob) -> NormalizeReport:
         info = probe(job.input_file)

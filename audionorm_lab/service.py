@@ -5,6 +5,10 @@ Settings come from the environment:
 - ``AUDIONORM_BROKER_URL`` (default ``redis://localhost:6379/0``) and
   ``AUDIONORM_RESULT_BACKEND`` (default: the broker). The result backend must be
   Redis: the delivery ledger lives there.
+- ``AUDIONORM_MEMORY_LIMIT``: the memory limit of one pool process (e.g. ``600M``,
+  ``2G``: the container's limit divided by the worker's concurrency). ``mode="auto"``
+  then keeps a job in memory only when its in-memory peak fits
+  (:meth:`AudioProcessor.for_memory_limit`); unset, the size threshold is the default.
 - ``AUDIONORM_VISIBILITY_TIMEOUT``: seconds before the Redis transport restores a
   message that was delivered but never acknowledged (its worker's main process was
   killed, or a broker restart lost the acknowledgement). Default 900. Set it from
@@ -38,7 +42,9 @@ job whose result is already stored does nothing.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 
 from billiard.exceptions import WorkerLostError
 from celery import Celery, states
@@ -76,6 +82,32 @@ app.conf.update(
 )
 
 
+@functools.cache
+def ledger_client(url: str):
+    """A Redis client for the delivery ledger at ``url`` that rides out a broker restart: connection
+    errors are retried with exponential backoff (50 ms doubling to 1 s, 40 times: about half a minute)."""
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(url, retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 40),
+                                retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
+
+
+def default_processor() -> AudioProcessor:
+    """``mode="auto"``'s processor: sized by ``AUDIONORM_MEMORY_LIMIT`` when it is set."""
+    limit = os.environ.get("AUDIONORM_MEMORY_LIMIT")
+    return AudioProcessor.for_memory_limit(_bytes(limit)) if limit else AudioProcessor()
+
+
+def _bytes(text: str) -> int:
+    """``"600M"``, ``"2G"``, ``"600MB"``, ``"1048576"`` -> bytes (powers of 10)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)b?\s*", text.lower())
+    if not match:
+        raise AudionormError(f"AUDIONORM_MEMORY_LIMIT={text!r}: use e.g. 600M or 2G")
+    return int(float(match.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[match.group(2)])
+
+
 class JobKilledWorkerError(WorkerLostError):
     """The job lost its worker on every delivery that may run; its message names the job and its attempts."""
 
@@ -97,7 +129,8 @@ def normalize_audio(self, input_file: str, output_file: str, options: dict | Non
         raise AudionormError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if self.AsyncResult(self.request.id).state in states.READY_STATES:
         raise Ignore()  # a late copy of a job that already ended (its acknowledgement was lost)
-    ledger = DeliveryLedger(self.backend.client, max_deliveries=max_deliveries, on_worker_lost=on_worker_lost)
+    ledger = DeliveryLedger(ledger_client(self.app.conf.result_backend), max_deliveries=max_deliveries,
+                            on_worker_lost=on_worker_lost)
     try:
         run = ledger.begin(self.request.id, mode, input_file, output_file)
     except RunInProgress as busy:
@@ -112,6 +145,6 @@ def normalize_audio(self, input_file: str, output_file: str, options: dict | Non
         elif attempt.mode == "streaming":
             report = streaming(job.input_file, job.output_file, job.options)
         else:
-            processor = AudioProcessor() if chunk_threshold_bytes is None else AudioProcessor(chunk_threshold_bytes)
+            processor = AudioProcessor(chunk_threshold_bytes) if chunk_threshold_bytes is not None else default_processor()
             report = processor.process_audio_job(job)
     return {**report.to_dict(), "delivery": attempt.to_dict()}

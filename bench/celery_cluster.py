@@ -156,6 +156,7 @@ class CeleryWorker:
         self.kills: list[dict] = []  # {"pid", "rss_bytes", "limit_bytes", "limit": "child"|"tree", "time"}
         self.child_peaks: dict[int, int] = {}  # pool process pid -> peak RSS of its tree, bytes
         self.tree_peak_bytes = 0
+        self.main_peak_bytes = 0  # the worker's main process alone
         self._stop_watch = threading.Event()
         self._watch: threading.Thread | None = None
         self._log = None
@@ -235,6 +236,7 @@ class CeleryWorker:
                     self._kill_tree(child, tree, rss, self.child_limit, "child")
                 else:
                     trees.append((rss, child, tree))
+            self.main_peak_bytes = max(self.main_peak_bytes, master_rss)
             total = master_rss + sum(rss for rss, _, _ in trees)
             self.tree_peak_bytes = max(self.tree_peak_bytes, total)
             if self.tree_limit is not None and total > self.tree_limit and trees:
@@ -265,3 +267,84 @@ class CeleryWorker:
         if self._log:
             self._log.close()
             self._log = None
+
+
+class Cluster:
+    """A Redis broker and ``workers`` Celery workers; workers may be shut down and replaced.
+
+    Every worker ever started is kept in :attr:`all_workers` (for its watchdog's kills and
+    peaks) and stopped on exit. Use as a context manager.
+    """
+
+    def __init__(self, folder: Path, workers: int = 2, concurrency: int = 2, child_limit_bytes: int | None = None,
+                 tree_limit_bytes: int | None = None, env: dict | None = None, appendonly: bool = True):
+        self.folder, self.size, self.concurrency = Path(folder), workers, concurrency
+        self.child_limit, self.tree_limit, self.env = child_limit_bytes, tree_limit_bytes, env or {}
+        self.redis = RedisServer(self.folder / "redis", appendonly=appendonly)
+        self.url = self.redis.url
+        self.all_workers: list[CeleryWorker] = []
+        self.live: list[CeleryWorker] = []
+        self.crashes: list[dict] = []  # workers that exited on their own: {"time", "worker", "exit_code", "error"}
+        self._lock = threading.Lock()
+        self._stop_supervisor = threading.Event()
+        self._supervisor: threading.Thread | None = None
+
+    def _new_worker(self, wait: bool = True) -> CeleryWorker:
+        worker = CeleryWorker(self.url, self.folder / "workers", f"w{len(self.all_workers) + 1}",
+                              concurrency=self.concurrency, child_limit_bytes=self.child_limit,
+                              tree_limit_bytes=self.tree_limit, env=self.env)
+        self.all_workers.append(worker)
+        worker.start(wait=wait)
+        return worker
+
+    def __enter__(self) -> Cluster:
+        try:
+            self.redis.start()
+            self.live = [self._new_worker(wait=False) for _ in range(self.size)]
+            for worker in self.live:
+                worker.wait_ready()
+            self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
+            self._supervisor.start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def replace(self, worker: CeleryWorker, wait: bool = True) -> CeleryWorker:
+        """Take ``worker`` out of the live set and start a replacement (ready when this returns, with ``wait``)."""
+        with self._lock:
+            self.live.remove(worker)
+            replacement = self._new_worker(wait=False)
+            self.live.append(replacement)
+        if wait:
+            replacement.wait_ready()
+        return replacement
+
+    def _supervise(self, interval_seconds: float = 0.5) -> None:
+        """Restart a live worker whose main process exited on its own, as systemd or Kubernetes would."""
+        while not self._stop_supervisor.wait(interval_seconds):
+            for worker in list(self.live):
+                if worker.process is not None and worker.process.poll() is not None:
+                    lines = [line for line in worker.log_path.read_text(errors="replace").splitlines()
+                             if "Unrecoverable error" in line or "CRITICAL" in line]
+                    self.crashes.append({"time": time.time(), "worker": worker.name,
+                                         "exit_code": worker.process.returncode,
+                                         "error": lines[-1] if lines else None})
+                    worker.stop()
+                    try:
+                        self.replace(worker, wait=False)
+                    except ValueError:  # replaced by a fault meanwhile
+                        pass
+
+    def pool_pids(self) -> dict[int, CeleryWorker]:
+        """Pool process pid -> its live worker."""
+        with self._lock:
+            return {pid: worker for worker in self.live for pid in worker.pool_pids()}
+
+    def __exit__(self, *exc) -> None:
+        self._stop_supervisor.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
+        for worker in reversed(self.all_workers):
+            worker.stop()
+        self.redis.stop()

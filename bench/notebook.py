@@ -61,6 +61,22 @@ def service_repro(duration: str = "5m", memory_limit: str = "1G") -> list[dict]:
     return json.loads(result.stdout)
 
 
+def service_load(out: str | Path, **options) -> dict:
+    """``python -m bench service-load --json`` with ``options`` (jobs=8, durations="1m,3m", capacity=True...);
+    its results (``capacity.json``'s content with ``capacity=True``). Raises if the command fails."""
+    argv = ["--out", str(out), "--json"]
+    for key, value in options.items():
+        if value is True:
+            argv.append(f"--{key.replace('_', '-')}")
+        elif value not in (None, False):
+            argv += [f"--{key.replace('_', '-')}", str(value)]
+    result = subprocess.run([sys.executable, "-m", "bench", "service-load", *argv], capture_output=True, text=True,
+                            cwd=harness.ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(f"service-load failed: {result.stderr.strip()[-500:]}")
+    return json.loads(result.stdout)
+
+
 def import_floor_bytes(repeat: int = 3) -> float:
     """Peak RSS of a fresh Python that only imports numpy, scipy.signal, soundfile and noisereduce (median)."""
     command = [sys.executable, "-c", "import numpy, scipy.signal, soundfile, noisereduce"]

@@ -1,4 +1,4 @@
-"""python -m bench report: execute the four notebooks with papermill into reports/, as .ipynb and HTML.
+"""python -m bench report: execute the five notebooks with papermill into reports/, as .ipynb and HTML.
 
     python -m bench report [--params FILE] [--out reports] [--only 04_regression_report]
 
@@ -18,7 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 #: A cell that runs longer fails the notebook instead of hanging the report (or CI).
 EXECUTION_TIMEOUT_SECONDS = 1200
-NOTEBOOKS = ("01_reproduce_oom", "02_tune_chunk_and_overlap", "03_memory_profiles", "04_regression_report")
+NOTEBOOKS = ("01_reproduce_oom", "02_tune_chunk_and_overlap", "03_memory_profiles", "04_regression_report",
+             "05_service_capacity")
 
 
 def execute(name: str, out: Path, parameters: dict) -> dict:

@@ -73,10 +73,31 @@ def test_04_regression_report_fails_on_a_regression(reports, tmp_path):
     assert "above maximum" in html
 
 
+def test_05_service_capacity(reports):
+    values = execute("05_service_capacity", reports,
+                     {"jobs": 4, "durations": "1m,3m", "fault_every": "1s", "capacity_jobs": 2,
+                      "capacity_durations": "30s", "capacity_memory_limit": "1500M"})
+    load = values["load"]
+    assert load["lost"] == 0 and load["failed"] == 0 and load["partial_outputs"] == 0
+    assert load["ran_concurrently"] == 0 and load["leftover_temporaries"] == []
+    assert load["succeeded"] == 4 and load["failed_as_expected"] == load["bad_inputs"] == 1
+    assert sum(load["faults_injected"].values()) >= 2
+    capacity = values["capacity"]
+    assert {(r["mode"], r["concurrency"]) for r in capacity["rows"]} == {
+        (m, c) for m in ("auto", "full-load") for c in (1, 2, 4)}
+    assert all(r["finished_all"] for r in capacity["rows"]), "the fallback finishes every job"
+    assert capacity["by_mode"]["auto"]["largest_concurrency_finishing_all"] == 4
+    sizing = {(r["container_limit_bytes"], r["longest_file_seconds"]): r for r in values["sizing"]}
+    big = sizing[(8 * 10**9, 163 * 60.0)]
+    assert big["full_load_processes"] == 0 < big["streaming_processes"], "163 minutes never fit in memory in 8 GB"
+    assert (reports / "05_service_capacity.html").stat().st_size > 10_000
+
+
 def test_executed_notebooks_carry_their_plots(reports):
     import nbformat
 
-    expected = {"01_reproduce_oom": 1, "02_tune_chunk_and_overlap": 4, "03_memory_profiles": 2}
+    expected = {"01_reproduce_oom": 1, "02_tune_chunk_and_overlap": 4, "03_memory_profiles": 2,
+                "05_service_capacity": 2}
     for name, minimum in expected.items():
         notebook = nbformat.read(reports / f"{name}.ipynb", as_version=4)
         images = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])

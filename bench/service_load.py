@@ -1,0 +1,426 @@
+"""python -m bench service-load: many jobs on several real Celery workers, with faults injected; every job checked.
+
+    python -m bench service-load [--workers 2] [--concurrency 2] [--jobs 40] [--durations 30s,2m,10m,20m]
+        [--mode auto|streaming|full-load] [--memory-limit 600M] [--faults kill-child,restart-broker,...]
+        [--fault-every 20s] [--fault-rounds 2] [--deadline 15m] [--out DIR] [--quick] [--capacity]
+
+It starts a real ``redis-server`` (``appendonly yes``, as production runs it) and
+``--workers`` real ``celery worker --pool prefork --concurrency N`` processes, each
+pool process held to ``--memory-limit`` by the harness's watchdog (SIGKILL, as the
+OOM killer). ``--jobs`` jobs are submitted at once, cycling through mp3 samples of
+``--durations`` (made by ``data/fetch_samples.py``), plus ``--bad-inputs`` deliberately
+bad ones (a text file, a missing file) that must fail with their clear error while
+their pool process lives. Faults (:mod:`bench.faults`) are injected in turn every
+``--fault-every``, ``--fault-rounds`` times each (0: as long as jobs remain). A
+worker that exits on its own (a crash) is restarted, as a supervisor would, and
+counted in ``worker_crashes``. Everything started is stopped by process id,
+also on errors and Ctrl-C.
+
+At the end every output is checked (valid audio, the input's length, integrated
+loudness at the target +-0.5 LU), the delivery ledger is read, and
+``DIR/results.json`` is written with ``submitted``, ``succeeded``, ``failed`` (with
+reasons), ``lost`` (no final state by ``--deadline``), ``ran_more_than_once`` (jobs
+whose processing finished more than once), ``ran_concurrently`` (jobs with two runs
+alive at once), ``partial_outputs`` (files at output paths that are not complete,
+valid audio), ``leftover_temporaries``, ``faults_injected``, ``max_child_rss_bytes``,
+``max_worker_tree_rss_bytes``, ``audio_seconds_per_wall_second``, ``wall_seconds``,
+``finished_by_streaming_fallback`` and a per-job timeline.
+
+``--capacity`` sweeps one worker at concurrency 1, 2 and 4 for ``auto`` and
+``full-load``, with ``--memory-limit`` on the worker's whole tree (a container's
+limit), no faults, and writes ``DIR/capacity.json``: for each mode, the largest
+concurrency that finished every job, the largest without a kill, and jobs per minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+
+from audionorm_lab import integrated_loudness
+from audionorm_lab.io import partial_outputs
+from data.fetch_samples import make_sample, parse_duration
+
+from .celery_cluster import Cluster, client_app, send_job
+from .faults import FAULT_KINDS, FaultInjector
+from .harness import RESULTS, _parse_limit
+
+MODES = ("auto", "streaming", "full-load")
+CAPACITY_CONCURRENCY = (1, 2, 4)
+CAPACITY_MODES = ("auto", "full-load")
+LOUDNESS_TOLERANCE_LU = 0.5
+#: The ``quick`` preset: a few short jobs, one fault of each kind; it runs in the test suite.
+QUICK = {"workers": 2, "concurrency": 2, "jobs": 8, "durations": "1m,3m", "fault_every": "2s", "fault_rounds": 1,
+         "deadline": "3m", "bad_inputs": 1, "memory_limit": "600M"}
+DEFAULTS = {"workers": 2, "concurrency": 2, "jobs": 40, "durations": "30s,2m,10m,20m", "fault_every": "20s",
+            "fault_rounds": 2, "deadline": "15m", "bad_inputs": 2, "memory_limit": "600M"}
+
+
+@dataclass
+class Job:
+    """One job of the mix; ``expected_error`` is set for a deliberately bad input."""
+
+    index: int
+    input_file: Path
+    output_file: Path
+    input_seconds: float
+    expected_error: str | None = None
+    task_id: str | None = None
+    submitted: float | None = None
+    finished: float | None = None
+    state: str | None = None
+    report: dict | None = None
+    error: str | None = None
+    error_type: str | None = None
+
+
+def visibility_timeout_seconds(longest_input_seconds: float) -> float:
+    """The visibility timeout set on the workers: 10 s plus a fifth of the longest input, seconds.
+
+    Streaming runs well above 5x real time even with four jobs on two cores, so a job's
+    message is rarely restored while it runs (and then its copy waits on the run lock);
+    a cold shutdown's jobs come back within that time plus the restore interval.
+    """
+    return 10.0 + longest_input_seconds / 5.0
+
+
+def plan_jobs(count: int, durations: list[float], out: Path, bad_inputs: int = 0, log=None) -> list[Job]:
+    """``count`` jobs cycling through mp3 samples of ``durations`` (seconds), and ``bad_inputs`` bad ones."""
+    samples = {d: make_sample(d, "mp3", log=log) for d in durations}
+    outputs = out / "outputs"
+    outputs.mkdir(parents=True, exist_ok=True)
+    jobs = [Job(i, samples[durations[i % len(durations)]], outputs / f"job-{i:03d}.flac", durations[i % len(durations)])
+            for i in range(count)]
+    bad_folder = out / "bad-inputs"
+    bad_folder.mkdir(parents=True, exist_ok=True)
+    for n in range(bad_inputs):
+        if n % 2 == 0:
+            src = bad_folder / f"minutes-{n}.mp3"
+            src.write_text("minutes of the meeting, not audio\n" * 40)
+            jobs.append(Job(len(jobs), src, outputs / f"job-{len(jobs):03d}.flac", 0.0, "NotAudioError"))
+        else:
+            jobs.append(Job(len(jobs), bad_folder / f"missing-{n}.mp3", outputs / f"job-{len(jobs):03d}.flac", 0.0,
+                            "InputNotFoundError"))
+    return jobs
+
+
+def _poll(jobs: list[Job], client, deadline: float) -> None:
+    """Wait until every job has a final state or the deadline passes (monotonic seconds)."""
+    from celery import states
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import RedisError
+
+    pending = [j for j in jobs if j.state is None]
+    while pending and time.monotonic() < deadline:
+        for job in pending:
+            result = client.AsyncResult(job.task_id)
+            try:
+                state = result.state
+                if state not in states.READY_STATES:
+                    continue
+                outcome = result.result
+            except (RedisError, OperationalError, OSError):  # the broker restarting: ask again
+                continue
+            job.finished, job.state = time.time(), state
+            if state == states.SUCCESS:
+                job.report = outcome
+            else:
+                job.error_type, job.error = type(outcome).__name__, str(outcome)
+        pending = [j for j in pending if j.state is None]
+        time.sleep(0.25)
+
+
+def check_output(job: Job) -> str | None:
+    """Why ``job``'s output is not complete, valid audio at the target loudness; None when it is."""
+    try:
+        info = sf.info(str(job.output_file))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        return f"not readable audio ({exc})"
+    expected = (job.report or {}).get("input_frames")
+    if expected is not None and info.frames != expected:
+        return f"{info.frames} frames, the input has {expected}"
+    target = (job.report or {}).get("target_lufs")
+    if target is not None:
+        loudness = integrated_loudness(job.output_file)
+        if abs(loudness - target) > LOUDNESS_TOLERANCE_LU:
+            return f"loudness {loudness:.2f} LUFS, target {target:.2f}"
+    return None
+
+
+def _closed_at(start: dict, runs: list[dict], kill_times: dict[int, float]) -> float:
+    """When the run begun by ``start`` ended: its end record, or its process's kill (inf if neither is known)."""
+    ends = [r["time"] for r in runs if r["event"] == "end" and r["pid"] == start["pid"]
+            and r["delivery"] == start["delivery"]]
+    return min(ends + [kill_times.get(start["pid"], float("inf"))])
+
+
+def ran_concurrently(runs: list[dict], kill_times: dict[int, float]) -> bool:
+    """Whether a run of the job started while an earlier run was still alive."""
+    starts = sorted((r for r in runs if r["event"] == "start"), key=lambda r: r["time"])
+    return any(later["time"] < _closed_at(earlier, runs, kill_times)
+               for i, earlier in enumerate(starts) for later in starts[i + 1:])
+
+
+def run_load(out: Path, *, workers: int, concurrency: int, jobs: list[Job], mode: str, faults: list[str],
+             fault_every_seconds: float, deadline_seconds: float, fault_rounds: int | None = None,
+             child_limit_bytes: int | None = None,
+             tree_limit_bytes: int | None = None, log=print) -> dict:
+    """One load run on a fresh cluster; the results dict (also written to ``out/results.json``)."""
+    import redis
+
+    from audionorm_lab.delivery import DeliveryLedger
+
+    out.mkdir(parents=True, exist_ok=True)
+    longest = max((j.input_seconds for j in jobs), default=0.0)
+    per_process = child_limit_bytes or (tree_limit_bytes // concurrency if tree_limit_bytes else None)
+    env = {"AUDIONORM_VISIBILITY_TIMEOUT": str(visibility_timeout_seconds(longest)),
+           "AUDIONORM_RESTORE_INTERVAL": "2",
+           **({"AUDIONORM_MEMORY_LIMIT": str(per_process)} if per_process else {})}
+    injector = None
+    with Cluster(out / "cluster", workers, concurrency, child_limit_bytes=child_limit_bytes,
+                 tree_limit_bytes=tree_limit_bytes, env=env) as cluster:
+        client = client_app(cluster.url)
+        started = time.time()
+        for job in jobs:
+            job.submitted = time.time()
+            job.task_id = send_job(client, job.input_file, job.output_file, mode).id
+        log(f"submitted {len(jobs)} jobs ({mode}) to {workers} workers x {concurrency}")
+        if faults:
+            injector = FaultInjector(cluster, faults, fault_every_seconds, cluster.url,
+                                     first_after_seconds=min(1.0, fault_every_seconds), rounds=fault_rounds)
+            injector.start()
+        try:
+            _poll(jobs, client, time.monotonic() + deadline_seconds)
+        finally:
+            if injector is not None:
+                injector.stop()
+        wall = max((j.finished for j in jobs if j.finished), default=time.time()) - started
+        ledger = DeliveryLedger(redis.Redis.from_url(cluster.url))
+        runs = {job.index: ledger.runs(job.task_id) for job in jobs}
+        kills = [k for w in cluster.all_workers for k in w.kills]
+        url = cluster.url
+        child_peak = max((p for w in cluster.all_workers for p in w.child_peaks.values()), default=0)
+        tree_peak = max((w.tree_peak_bytes for w in cluster.all_workers), default=0)
+        main_peak = max((w.main_peak_bytes for w in cluster.all_workers), default=0)
+        crashes = list(cluster.crashes)
+    kill_times = {k["pid"]: k["time"] for k in kills}
+    for event in injector.events if injector else []:
+        for pid in event["pids_killed"]:
+            kill_times.setdefault(pid, event["time"])
+    return summarize(out, jobs, runs, kills, kill_times, injector, child_peak, tree_peak, main_peak, wall, crashes,
+                     {"workers": workers, "concurrency": concurrency, "mode": mode, "faults": faults,
+                      "fault_every_seconds": fault_every_seconds, "fault_rounds": fault_rounds,
+                      "deadline_seconds": deadline_seconds,
+                      "child_limit_bytes": child_limit_bytes, "tree_limit_bytes": tree_limit_bytes,
+                      "visibility_timeout_seconds": visibility_timeout_seconds(longest), "broker_url": url})
+
+
+def summarize(out: Path, jobs: list[Job], runs: dict, kills: list[dict], kill_times: dict, injector, child_peak: int,
+              tree_peak: int, main_peak: int, wall: float, crashes: list[dict], parameters: dict) -> dict:
+    """Check every job and its output; write and return ``results.json``'s content."""
+    failed, unexpected_successes, partial, per_job = [], [], [], []
+    for job in jobs:
+        problem = None
+        if job.state == "SUCCESS":
+            problem = check_output(job)
+            if job.expected_error:
+                unexpected_successes.append(job.index)
+        elif job.state is not None:
+            failed.append({"job": job.index, "input": str(job.input_file), "error_type": job.error_type,
+                           "error": job.error, "expected": job.error_type == job.expected_error})
+        if job.output_file.exists() and (problem or job.state != "SUCCESS"):
+            partial.append({"job": job.index, "path": str(job.output_file), "why": problem or "job did not succeed"})
+        job_runs = runs[job.index]
+        delivery = (job.report or {}).get("delivery") or {}
+        per_job.append({"job": job.index, "input_seconds": job.input_seconds, "state": job.state or "lost",
+                        "submitted": job.submitted, "finished": job.finished, "delivery": delivery.get("delivery"),
+                        "mode": delivery.get("mode"), "mode_changed_because": delivery.get("mode_changed_because"),
+                        "output_problem": problem, "runs": job_runs})
+    temporaries = sorted({str(p) for job in jobs for p in partial_outputs(job.output_file)})
+    succeeded = [j for j in jobs if j.state == "SUCCESS" and check_output(j) is None and not j.expected_error]
+    audio = sum(j.input_seconds for j in succeeded)
+    results = {
+        "parameters": parameters,
+        "submitted": len(jobs),
+        "bad_inputs": sum(j.expected_error is not None for j in jobs),
+        "succeeded": len(succeeded),
+        "failed": len([f for f in failed if not f["expected"]]),
+        "failed_as_expected": len([f for f in failed if f["expected"]]),
+        "failures": failed,
+        "bad_inputs_that_succeeded": unexpected_successes,
+        "lost": sum(j.state is None for j in jobs),
+        "ran_more_than_once": sum(sum(r["event"] == "end" and r.get("outcome") == "success" for r in job_runs) > 1
+                                  for job_runs in runs.values()),
+        "ran_concurrently": sum(ran_concurrently(job_runs, kill_times) for job_runs in runs.values()),
+        "partial_outputs": len(partial),
+        "partial_output_paths": partial,
+        "leftover_temporaries": temporaries,
+        "finished_by_streaming_fallback": sum(1 for j in jobs if (j.report or {}).get("delivery", {}).get(
+            "mode_changed_because")),
+        "redelivered": sum(1 for j in jobs if ((j.report or {}).get("delivery") or {}).get("delivery", 1) > 1),
+        "faults_injected": injector.counts() if injector else {},
+        "fault_errors": injector.errors if injector else [],
+        "faults": injector.events if injector else [],
+        "worker_crashes": crashes,
+        "watchdog_kills": len(kills),
+        "kills": kills,
+        "max_child_rss_bytes": child_peak,
+        "max_worker_tree_rss_bytes": tree_peak,
+        "max_worker_main_rss_bytes": main_peak,
+        "wall_seconds": wall,
+        "audio_seconds": audio,
+        "audio_seconds_per_wall_second": audio / wall if wall > 0 else None,
+        "jobs_per_minute": len(succeeded) / wall * 60 if wall > 0 else None,
+        "jobs": per_job,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    return results
+
+
+def capacity(out: Path, *, jobs_factory, memory_limit_bytes: int, deadline_seconds: float,
+             concurrencies=CAPACITY_CONCURRENCY, modes=CAPACITY_MODES, log=print) -> dict:
+    """One worker at each concurrency, for each mode, with the limit on its whole tree; ``capacity.json``."""
+    rows = []
+    for mode in modes:
+        for concurrency in concurrencies:
+            folder = out / "capacity" / f"{mode}-c{concurrency}"
+            result = run_load(folder, workers=1, concurrency=concurrency, jobs=jobs_factory(folder), mode=mode,
+                              faults=[], fault_every_seconds=0, deadline_seconds=deadline_seconds,
+                              tree_limit_bytes=memory_limit_bytes, log=log)
+            good = result["submitted"] - result["bad_inputs"]
+            rows.append({"mode": mode, "concurrency": concurrency,
+                         "finished_all": result["succeeded"] == good and result["lost"] == 0,
+                         "succeeded": result["succeeded"], "jobs": good, "kills": result["watchdog_kills"],
+                         "redelivered": result["redelivered"], "jobs_per_minute": result["jobs_per_minute"],
+                         "max_worker_tree_rss_bytes": result["max_worker_tree_rss_bytes"],
+                         "max_child_rss_bytes": result["max_child_rss_bytes"],
+                         "max_worker_main_rss_bytes": result["max_worker_main_rss_bytes"],
+                         "wall_seconds": result["wall_seconds"]})
+            log(_row_line(rows[-1]))
+    summary = {"memory_limit_bytes": memory_limit_bytes, "rows": rows, "by_mode": {}}
+    for mode in modes:
+        mine = [r for r in rows if r["mode"] == mode]
+        summary["by_mode"][mode] = {
+            "largest_concurrency_finishing_all": max((r["concurrency"] for r in mine if r["finished_all"]), default=0),
+            "largest_concurrency_without_kills": max((r["concurrency"] for r in mine
+                                                      if r["finished_all"] and r["kills"] == 0), default=0),
+        }
+    (out / "capacity.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def pool_processes_that_fit(limit_bytes: int, main_process_bytes: int, pool_process_peak_bytes: int) -> int:
+    """How many pool processes a container limit holds: (limit - worker main process) / one process's peak."""
+    return int(max(0, (limit_bytes - main_process_bytes) // max(1, pool_process_peak_bytes)))
+
+
+def sizing_table(container_limits_bytes: list[int], longest_seconds: list[float], streaming_peak_bytes: int,
+                 main_process_bytes: int, sample_rate: int = 44100, channels: int = 2) -> list[dict]:
+    """Pool processes per worker, given a container limit and the longest file, for both processors.
+
+    Full-load's peak per process grows with the file (:data:`~audionorm_lab.processor.IN_MEMORY_BASE_BYTES`
+    plus :data:`~audionorm_lab.processor.IN_MEMORY_PEAK_FACTOR` times the decoded float32 size); streaming's is
+    ``streaming_peak_bytes`` (measured: the largest pool process of a load run) whatever the length.
+    """
+    from audionorm_lab.processor import IN_MEMORY_BASE_BYTES, IN_MEMORY_PEAK_FACTOR
+
+    rows = []
+    for limit in container_limits_bytes:
+        for seconds in longest_seconds:
+            full = IN_MEMORY_BASE_BYTES + IN_MEMORY_PEAK_FACTOR * seconds * sample_rate * channels * 4
+            rows.append({"container_limit_bytes": limit, "longest_file_seconds": seconds,
+                         "full_load_process_peak_bytes": int(full),
+                         "full_load_processes": pool_processes_that_fit(limit, main_process_bytes, int(full)),
+                         "streaming_process_peak_bytes": streaming_peak_bytes,
+                         "streaming_processes": pool_processes_that_fit(limit, main_process_bytes,
+                                                                        streaming_peak_bytes)})
+    return rows
+
+
+def _row_line(row: dict) -> str:
+    return (f"{row['mode']:>10} x{row['concurrency']}: {row['succeeded']}/{row['jobs']} finished, "
+            f"{row['kills']} killed, {row['redelivered']} redelivered, {row['jobs_per_minute'] or 0:.1f} jobs/min, "
+            f"worker tree peak {row['max_worker_tree_rss_bytes'] / 1e6:.0f} MB")
+
+
+def print_table(results: dict) -> None:
+    keys = ("submitted", "succeeded", "failed", "failed_as_expected", "lost", "ran_more_than_once",
+            "ran_concurrently", "partial_outputs", "redelivered", "finished_by_streaming_fallback", "watchdog_kills")
+    for key in keys:
+        print(f"{key:>32}: {results[key]}")
+    print(f"{'leftover_temporaries':>32}: {len(results['leftover_temporaries'])}")
+    print(f"{'faults_injected':>32}: {results['faults_injected']}")
+    print(f"{'worker_crashes':>32}: {len(results['worker_crashes'])}")
+    print(f"{'max_child_rss_bytes':>32}: {results['max_child_rss_bytes'] / 1e6:.0f} MB")
+    print(f"{'max_worker_tree_rss_bytes':>32}: {results['max_worker_tree_rss_bytes'] / 1e6:.0f} MB")
+    print(f"{'wall_seconds':>32}: {results['wall_seconds']:.1f}")
+    print(f"{'audio_seconds_per_wall_second':>32}: {results['audio_seconds_per_wall_second'] or 0:.1f}")
+    for failure in results["failures"]:
+        print(f"  job {failure['job']} failed{' (as expected)' if failure['expected'] else ''}: "
+              f"{failure['error_type']}: {failure['error']}")
+    for crash in results["worker_crashes"]:
+        print(f"  worker {crash['worker']} exited on its own (code {crash['exit_code']}), restarted: {crash['error']}")
+    for partial in results["partial_output_paths"]:
+        print(f"  partial output: {partial}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench service-load", description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, help=f"Celery workers (default {DEFAULTS['workers']})")
+    parser.add_argument("--concurrency", type=int, help=f"pool processes per worker (default {DEFAULTS['concurrency']})")
+    parser.add_argument("--jobs", type=int, help=f"good jobs to submit (default {DEFAULTS['jobs']})")
+    parser.add_argument("--durations", help=f"input lengths the jobs cycle through (default {DEFAULTS['durations']})")
+    parser.add_argument("--bad-inputs", type=int, help=f"deliberately bad inputs added (default {DEFAULTS['bad_inputs']})")
+    parser.add_argument("--mode", choices=MODES, default="auto", help="the mode every job asks for (default auto)")
+    parser.add_argument("--memory-limit", help="per pool process (per worker tree with --capacity), e.g. 600M "
+                                                f"(default {DEFAULTS['memory_limit']})")
+    parser.add_argument("--faults", default=",".join(FAULT_KINDS),
+                        help=f"fault kinds injected in turn, comma-separated, or 'none' (default {','.join(FAULT_KINDS)})")
+    parser.add_argument("--fault-every", help=f"seconds between faults, e.g. 20s (default {DEFAULTS['fault_every']})")
+    parser.add_argument("--fault-rounds", type=int,
+                        help=f"times each fault kind is injected, 0 for as long as jobs remain (default "
+                             f"{DEFAULTS['fault_rounds']}; --quick {QUICK['fault_rounds']})")
+    parser.add_argument("--deadline", help=f"jobs without a final state by then are lost (default {DEFAULTS['deadline']})")
+    parser.add_argument("--out", type=Path, help="results folder (default bench/results/service-load-<time>)")
+    parser.add_argument("--quick", action="store_true", help="a few short jobs, one fault of each kind (under 2 minutes)")
+    parser.add_argument("--capacity", action="store_true",
+                        help="sweep concurrency 1, 2, 4 on one worker for auto and full-load, the limit on its tree")
+    parser.add_argument("--json", action="store_true", help="print results.json instead of the table")
+    args = parser.parse_args(argv)
+    preset = QUICK if args.quick else DEFAULTS
+    value = lambda name: getattr(args, name) if getattr(args, name) is not None else preset[name]  # noqa: E731
+    faults = [] if args.faults in ("", "none") else [k.strip() for k in args.faults.split(",")]
+    unknown = sorted(set(faults) - set(FAULT_KINDS))
+    if unknown:
+        print(f"error: unknown fault kinds {unknown}; use {', '.join(FAULT_KINDS)}", file=sys.stderr)
+        return 2
+    limit = _parse_limit(value("memory_limit"))
+    durations = [parse_duration(d) for d in value("durations").split(",")]
+    out = args.out or RESULTS / time.strftime("service-load-%Y%m%d-%H%M%S")
+    quiet = args.json
+    log = (lambda m: print(m, file=sys.stderr)) if quiet else print
+    bad_inputs = 0 if args.capacity else value("bad_inputs")  # capacity measures good jobs only
+    jobs_factory = lambda folder: plan_jobs(value("jobs"), durations, folder, bad_inputs,  # noqa: E731
+                                            log=lambda m: print(m, file=sys.stderr))
+    deadline = parse_duration(value("deadline"))
+    if args.capacity:
+        summary = capacity(out, jobs_factory=jobs_factory, memory_limit_bytes=limit, deadline_seconds=deadline,
+                           log=log)
+        print(json.dumps(summary, indent=2) if quiet else f"capacity written to {out / 'capacity.json'}")
+        return 0
+    results = run_load(out, workers=value("workers"), concurrency=value("concurrency"), jobs=jobs_factory(out),
+                       mode=args.mode, faults=faults, fault_every_seconds=parse_duration(value("fault_every")),
+                       fault_rounds=value("fault_rounds") or None, deadline_seconds=deadline, child_limit_bytes=limit,
+                       log=log)
+    if quiet:
+        print(json.dumps(results, indent=2, default=str))
+    else:
+        print_table(results)
+        print(f"results: {out / 'results.json'}")
+    return 0
