@@ -19,13 +19,13 @@ from audionorm_lab.strategies import STRATEGIES
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.child")
-    parser.add_argument("strategy", choices=list(STRATEGIES))
-    parser.add_argument("input")
-    parser.add_argument("output")
+    parser.add_argument("strategy", choices=list(STRATEGIES), help="the strategy run in this process")
+    parser.add_argument("input", help="input file")
+    parser.add_argument("output", help="output file")
     parser.add_argument("--capture", help="memray capture file; none: no tracking")
-    parser.add_argument("--chunk-seconds", type=float, default=NormalizeOptions.chunk_seconds)
-    parser.add_argument("--overlap-seconds", type=float, default=NormalizeOptions.overlap_seconds)
-    parser.add_argument("--concat", default="stream")
+    parser.add_argument("--chunk-seconds", type=float, default=NormalizeOptions.chunk_seconds, help="seconds")
+    parser.add_argument("--overlap-seconds", type=float, default=NormalizeOptions.overlap_seconds, help="seconds")
+    parser.add_argument("--concat", default="stream", help="ffmpeg-segments join: stream or memory")
     args = parser.parse_args(argv)
     options = NormalizeOptions(chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
                                output_subtype="PCM_16")

@@ -62,8 +62,8 @@ def compare(old: dict, new: dict) -> list[dict]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench compare", description=__doc__.splitlines()[0])
-    parser.add_argument("old", type=Path)
-    parser.add_argument("new", type=Path)
+    parser.add_argument("old", type=Path, help="a results folder of python -m bench run (the reference)")
+    parser.add_argument("new", type=Path, help="a results folder to compare with it")
     args = parser.parse_args(argv)
     entries = compare(load(args.old), load(args.new))
     print(f"{'run':<44} {'RSS x':>7} {'wall x':>7} {'SNR dB':>7}  status")

@@ -51,12 +51,13 @@ def measure(label: str, command: list[str], repeat: int, limit: int, audio_secon
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench flat-memory", description=__doc__.splitlines()[0])
-    parser.add_argument("--short", default="1m")
-    parser.add_argument("--long", default="60m")
+    parser.add_argument("--short", default="1m", help="the short input's length (default 1m)")
+    parser.add_argument("--long", default="60m", help="the long input's length (default 60m)")
     parser.add_argument("--baseline", default="10m", help="file length for the full-load comparison")
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each; medians are quoted (default 1)")
     parser.add_argument("--memory-limit", type=float, default=None, help="bytes; default min(4 GB, half free)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "flat-memory")
+    parser.add_argument("--out", type=Path, default=RESULTS / "flat-memory",
+                        help="results folder (default bench/results/flat-memory)")
     args = parser.parse_args(argv)
     limit = int(args.memory_limit or default_memory_limit())
     lengths = {name: parse_duration(getattr(args, name)) for name in ("short", "long", "baseline")}

@@ -297,19 +297,21 @@ def _parse_limit(text: str | None) -> int | None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench run", description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes")
-    parser.add_argument("--chunks")
-    parser.add_argument("--chunk-sweep-sizes")
+    parser.add_argument("--sizes", help=f"input lengths, comma-separated, e.g. 1m,10m,163m (default {DEFAULTS['sizes']})")
+    parser.add_argument("--chunks", help=f"streaming chunk lengths swept, seconds (default {DEFAULTS['chunks']})")
+    parser.add_argument("--chunk-sweep-sizes",
+                        help=f"sizes the chunk sweep runs on, or 'none' (default {DEFAULTS['chunk_sweep_sizes']})")
     parser.add_argument("--overlaps", default="", help="extra overlaps (s) for streaming on the sweep sizes")
-    parser.add_argument("--strategies", default=",".join(ALL_STRATEGIES))
+    parser.add_argument("--strategies", default=",".join(ALL_STRATEGIES),
+                        help=f"comma-separated, of {', '.join(ALL_STRATEGIES)} (default: all)")
     parser.add_argument("--concats", default="stream", help="ffmpeg-segments joins: stream, memory")
     parser.add_argument("--memory-limit", help="e.g. 2G, 300M; default min(4 GB, half the free memory)")
-    parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each case; quote the medians (default 1)")
+    parser.add_argument("--out", type=Path, help="results folder (default bench/results/<time>)")
     parser.add_argument("--quick", action="store_true", help="a few seconds of audio per size (for tests)")
     parser.add_argument("--full-matrix", action="store_true",
                         help="run ffmpeg-segments, ffmpeg-filters and sox on every size too (about 30 minutes here)")
-    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--no-plots", action="store_true", help="write results only, no PNG plots")
     parser.add_argument("--no-memray", action="store_true",
                         help="measure RSS without memray tracking (memray's own tables grow with a run's length)")
     args = parser.parse_args(argv)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from audionorm_lab import normalize_array
-from audionorm_lab.metrics import seam_metric, snr_db
 
 from . import harness
 from .measure import run_measured
@@ -61,6 +61,22 @@ def service_repro(duration: str = "5m", memory_limit: str = "1G") -> list[dict]:
     return json.loads(result.stdout)
 
 
+def widget_frontend() -> bool:
+    """Whether this kernel was started by a Jupyter server for a notebook open in a frontend (JupyterLab,
+    Notebook 7), where ipywidgets render: the server sets ``JPY_SESSION_NAME``. papermill and nbclient
+    start kernels without it, and a widget under them can hang the run (jupyter/nbclient#312,
+    nteract/papermill#723), so notebooks draw sliders only when this is true."""
+    return bool(os.environ.get("JPY_SESSION_NAME"))
+
+
+def load_clip(path: str | Path, seconds: float) -> tuple[np.ndarray, int]:
+    """The first ``seconds`` of ``path`` as float32 ``(frames, channels)``, and its rate (Hz)."""
+    import soundfile as sf
+
+    with sf.SoundFile(str(path)) as f:
+        return f.read(min(f.frames, int(seconds * f.samplerate)), dtype="float32", always_2d=True), f.samplerate
+
+
 def service_load(out: str | Path, **options) -> dict:
     """``python -m bench service-load --json`` with ``options`` (jobs=8, durations="1m,3m", capacity=True...);
     its results (``capacity.json``'s content with ``capacity=True``). Raises if the command fails."""
@@ -99,33 +115,17 @@ def table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def overlap_sweep(samples: np.ndarray, sample_rate: int, chunk_seconds: float, overlaps: list[float]) -> list[dict]:
-    """Error against whole-file processing, and the seams, for each overlap (noise gate on, loudness off).
-
-    Also the naive mode (overlap 0, a noise profile per chunk) as ``overlap_seconds = None``.
-    """
-    gate_only = dict(highpass_hz=None, voice_band_hz=None, normalize_loudness=False)
-    whole, _ = normalize_array(samples, sample_rate, chunk_seconds=math.inf, **gate_only)
-    rows = []
-    cases = [(o, "file") for o in overlaps] + [(0.0, "chunk")]
-    for overlap, profile in cases:
-        out, report = normalize_array(samples, sample_rate, chunk_seconds=chunk_seconds, overlap_seconds=overlap,
-                                      noise_profile=profile, **gate_only)
-        seams = seam_metric(out, sample_rate, report.chunk_starts_frames[1:])
-        rows.append({"overlap_seconds": overlap if profile == "file" else None, "noise_profile": profile,
-                     "snr_vs_whole_db": min(snr_db(out, whole), 200.0), "seam_jump_ratio": seams["jump_ratio"],
-                     "control_jump_ratio": seams["control_jump_ratio"]})
-    return rows
-
-
 def boundary_view(samples: np.ndarray, sample_rate: int, chunk_seconds: float, overlap_seconds: float,
-                  profile: str = "file", half_seconds: float = 0.05) -> dict:
-    """Whole-file and chunked output around the first chunk boundary (for waveform/spectrogram plots)."""
+                  profile: str = "file", half_seconds: float = 0.05, near_seconds: float | None = None) -> dict:
+    """Whole-file and chunked output around a chunk boundary (for waveform/spectrogram plots and players):
+    the first boundary, or the one nearest ``near_seconds``. ``*_full`` are the whole first channels."""
     gate_only = dict(highpass_hz=None, voice_band_hz=None, normalize_loudness=False)
     whole, _ = normalize_array(samples, sample_rate, chunk_seconds=math.inf, **gate_only)
     chunked, report = normalize_array(samples, sample_rate, chunk_seconds=chunk_seconds,
                                       overlap_seconds=overlap_seconds, noise_profile=profile, **gate_only)
-    boundary = report.chunk_starts_frames[1] if report.chunks > 1 else len(samples) // 2
+    boundaries = report.chunk_starts_frames[1:] or [len(samples) // 2]
+    target = boundaries[0] if near_seconds is None else near_seconds * sample_rate
+    boundary = min(boundaries, key=lambda b: abs(b - target))
     half = int(half_seconds * sample_rate)
     window = slice(max(0, boundary - half), boundary + half)
     return {"time_seconds": np.arange(window.start, min(len(samples), window.stop)) / sample_rate,

@@ -49,7 +49,7 @@ def execute(name: str, out: Path, parameters: dict) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench report", description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, help="JSON: {notebook name: {parameter: value}}")
-    parser.add_argument("--out", type=Path, default=ROOT / "reports")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports", help="where the reports go (default reports/)")
     parser.add_argument("--only", action="append", choices=NOTEBOOKS, help="run only these notebooks")
     args = parser.parse_args(argv)
     params = json.loads(args.params.read_text()) if args.params else {}

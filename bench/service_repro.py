@@ -127,7 +127,7 @@ class Service:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench service-repro", description=__doc__.splitlines()[0])
     parser.add_argument("--file", type=Path, help="input file (default: a generated mp3 of --duration)")
-    parser.add_argument("--duration", default="5m")
+    parser.add_argument("--duration", default="5m", help="length of the generated mp3 (default 5m)")
     parser.add_argument("--memory-limit", help="e.g. 2G, 300M; default min(4 GB, half the free memory)")
     parser.add_argument("--json", action="store_true", help="print the outcomes as JSON")
     args = parser.parse_args(argv)

@@ -29,8 +29,10 @@ Exit 2 with one line when nothing fits; the line says the smallest limit that wo
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,7 +44,7 @@ import numpy as np
 import soundfile as sf
 
 from audionorm_lab import AudionormError, normalize_array, probe
-from audionorm_lab.io import last_line, require_tool
+from audionorm_lab.io import last_line
 from audionorm_lab.metrics import seam_metric, snr_db
 from audionorm_lab.parallel import available_cores
 
@@ -105,11 +107,38 @@ class Model:
         out["time_by_workers"] = {str(k): v for k, v in self.time_by_workers.items()}
         return out
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Model:
+        return cls(**{**data, "time_by_workers": {int(k): v for k, v in data["time_by_workers"].items()}})
+
+
+def fidelity_at(fidelity: list[dict], overlap_seconds: float) -> float:
+    """SNR against whole-file processing (dB) at ``overlap_seconds``: the measured value of the largest
+    measured overlap not above it (fidelity only grows with the overlap, so this never flatters)."""
+    below = [r for r in fidelity if r["overlap_seconds"] <= overlap_seconds + 1e-12]
+    return max(below, key=lambda r: r["overlap_seconds"])["snr_vs_whole_db"] if below else 0.0
+
+
+def predict(result: dict, chunk_seconds: float, overlap_seconds: float, workers: int) -> dict:
+    """What the tuner's model says about one setting, from :func:`tune`'s result: predicted peak RSS
+    (bytes) against the per-job budget, speed (x real time on the input) and fidelity (dB)."""
+    model = Model.from_dict(result["model"])
+    seconds = result["input_seconds"] or result["clip_seconds"]
+    peak = model.peak_rss_bytes(chunk_seconds, overlap_seconds, workers)
+    return {"chunk_seconds": chunk_seconds, "overlap_seconds": overlap_seconds, "workers": workers,
+            "predicted_peak_rss_bytes": peak, "budget_per_job_bytes": result["budget_per_job_bytes"],
+            "fits": peak <= result["budget_per_job_bytes"] * (1 - MARGIN),
+            "predicted_realtime_multiple": model.realtime_multiple(chunk_seconds, overlap_seconds, workers, seconds),
+            "fidelity_db": fidelity_at(result["fidelity"], overlap_seconds),
+            "fidelity_target_met": fidelity_at(result["fidelity"], overlap_seconds) >= result["target_fidelity_db"]}
+
 
 def cut_clip(src: Path, seconds: float, folder: Path) -> Path:
     """The first ``seconds`` of ``src`` as a file in ``folder``: ffmpeg stream copy (nothing decoded),
     or a FLAC encode of just that part where the container cannot be copied."""
-    ffmpeg = require_tool("ffmpeg")
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise AudionormError(f"{src}: ffmpeg is needed to cut the clip the tuner measures (apt-get install ffmpeg)")
     suffix = src.suffix.lower() or ".mka"
     copy = folder / f"clip-{seconds:g}s{suffix}"
     done = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-y", "-i", str(src), "-t", f"{seconds}", "-map",
@@ -211,9 +240,34 @@ def recommend(model: Model, fidelity: list[dict], budget_bytes: float, max_worke
 
 
 def tune(src, memory_limit_bytes: int, concurrency: int = 1, target_fidelity_db: float = 60.0,
-         minutes: float = 3.0, validate: bool = True, log=lambda message: None) -> dict:
-    """Measure, fit, recommend and validate (see the module docstring); the result as a dict."""
+         minutes: float = 3.0, validate: bool = True, keep_clip_in: Path | None = None, cache_dir: Path | None = None,
+         log=lambda message: None) -> dict:
+    """Measure, fit, recommend and validate (see the module docstring); the result as a dict.
+
+    ``keep_clip_in``: a folder to keep the measured clip in (its path is then ``result["clip_path"]``).
+    ``cache_dir``: reuse a result for the same input (path, size, mtime) and arguments from there, and store
+    new ones in it (``result["reused"]`` says which): a notebook run again does not measure again.
+    """
     src = Path(src)
+    cache = None
+    if cache_dir is not None:
+        stat = src.stat() if src.exists() else None
+        key = json.dumps([str(src.resolve()), stat and stat.st_size, stat and stat.st_mtime_ns, memory_limit_bytes,
+                          concurrency, target_fidelity_db, minutes, validate, str(keep_clip_in)])
+        cache = Path(cache_dir) / f"tune-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+        if cache.exists():
+            cached = json.loads(cache.read_text())
+            if cached.get("clip_path") is None or Path(cached["clip_path"]).exists():
+                return {**cached, "reused": str(cache)}
+    result = _tune(src, memory_limit_bytes, concurrency, target_fidelity_db, minutes, validate, keep_clip_in, log)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(result, indent=2))
+    return {**result, "reused": None}
+
+
+def _tune(src: Path, memory_limit_bytes: int, concurrency: int, target_fidelity_db: float, minutes: float,
+          validate: bool, keep_clip_in: Path | None, log) -> dict:
     started = time.perf_counter()
     info = probe(src)
     duration = info.frames / info.sample_rate if info.frames else None
@@ -225,7 +279,13 @@ def tune(src, memory_limit_bytes: int, concurrency: int = 1, target_fidelity_db:
         clip = cut_clip(src, clip_seconds, folder)
         clip_info = sf.info(str(clip))
         audio_seconds = clip_info.frames / clip_info.samplerate
-        startup = measure_run(cut_clip(src, 1.0, folder), folder, 5.0, 0.5, 1)["wall_seconds"]
+        floor = measure_run(cut_clip(src, 1.0, folder), folder, 5.0, 0.5, 1)
+        startup = floor["wall_seconds"]
+        if floor["peak_rss_bytes"] > budget * (1 - MARGIN):  # not even a 1-second input fits: no need to measure
+            needed = floor["peak_rss_bytes"] / (1 - MARGIN) * concurrency
+            raise NothingFits(f"{src}: nothing fits {memory_limit_bytes / 1e6:.0f} MB for {concurrency} job(s): "
+                              f"a run on 1 second of it already peaks at {floor['peak_rss_bytes'] / 1e6:.0f} MB "
+                              f"(the imports and one chunk); use --memory-limit {math.ceil(needed / 1e6)}M or more")
         log(f"clip: {audio_seconds:.0f} s of {src.name}; start-up {startup:.2f} s")
         runs = []
         worker_values = sorted({1, max_workers})
@@ -252,6 +312,11 @@ def tune(src, memory_limit_bytes: int, concurrency: int = 1, target_fidelity_db:
                               f"{smallest['overlap_seconds']:g} s, 1 worker) needs about "
                               f"{smallest['predicted_peak_rss_bytes'] / 1e6:.0f} MB a job; use --memory-limit "
                               f"{math.ceil(needed / 1e6)}M or more") from None
+        kept = None
+        if keep_clip_in is not None:
+            Path(keep_clip_in).mkdir(parents=True, exist_ok=True)
+            kept = Path(keep_clip_in) / clip.name
+            shutil.copyfile(clip, kept)
         validated = None
         if validate:
             log(f"validating chunk {best['chunk_seconds']:g} s, overlap {best['overlap_seconds']:g} s, "
@@ -260,7 +325,7 @@ def tune(src, memory_limit_bytes: int, concurrency: int = 1, target_fidelity_db:
                                     best["workers"], memory_limit_bytes=int(budget * 1.5))
     result = {
         "input": str(src), "input_seconds": duration, "sample_rate": info.sample_rate, "channels": info.channels,
-        "clip_seconds": audio_seconds, "memory_limit_bytes": memory_limit_bytes, "concurrency": concurrency,
+        "clip_seconds": audio_seconds, "clip_path": str(kept) if kept else None, "memory_limit_bytes": memory_limit_bytes, "concurrency": concurrency,
         "budget_per_job_bytes": budget, "target_fidelity_db": target_fidelity_db,
         "recommended": {k: best[k] for k in ("chunk_seconds", "overlap_seconds", "workers")},
         "predicted_peak_rss_bytes": best["predicted_peak_rss_bytes"],

@@ -1,10 +1,14 @@
 """The notebooks, executed by papermill on small parameters; assertions on the figures they record."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from bench.report import execute
+from data.fetch_samples import make_sample
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +44,39 @@ def test_01_reproduce_oom(reports):
     assert mp3["streaming (service grid) of the service's decode"] <= -90, "what remains is the decode"
 
 
-def test_02_tune_chunk_and_overlap(reports):
-    values = execute("02_tune_chunk_and_overlap", reports,
-                     {"size": "20s", "chunks": "2,10", "overlaps": [0.0, 0.01, 0.5], "probe_seconds": 12.0})
-    assert set(values["peak_rss_mb_by_chunk"]) == {"2", "10", "5"}  # and the default chunk length
-    snr = values["snr_db_by_overlap"]
-    assert snr["0.5"] >= 100 and snr["0"] < 60 and snr["0"] < snr["0.01"] <= snr["0.5"]
-    assert values["naive_snr_db"] < snr["0"]
+@pytest.fixture(scope="module")
+def forty_seconds(tmp_path_factory):
+    return make_sample(40.0, "mp3", out=tmp_path_factory.mktemp("samples"), speech="builtin")
+
+
+QUICK_02 = {"minutes": 0.5, "boundary_seconds": 10.0, "memory_limit": "400M"}
+
+
+def test_02_tune_chunk_and_overlap(reports, forty_seconds):
+    values = execute("02_tune_chunk_and_overlap", reports, {"input_path": str(forty_seconds), **QUICK_02})
+    assert values["interactive"] is False and values["reused"] is None
+    assert values["memory_limit_bytes"] == 400 * 10**6
+    assert values["predicted_peak_rss_bytes"] <= 0.9 * values["memory_limit_bytes"]
+    assert abs(values["validated_rss_error"]) < 0.25 and values["validated_peak_rss_bytes"] < 400 * 10**6
+    snr = {r["overlap_seconds"]: r["snr_vs_whole_db"] for r in values["fidelity"]}
+    assert snr[0.5] >= 100 and snr[0.0] < snr[0.5]
+    assert values["recommended"]["overlap_seconds"] in snr and snr[values["recommended"]["overlap_seconds"]] >= 60
+
+
+def test_02_never_hangs_under_plain_papermill(tmp_path, forty_seconds):
+    """Its default ``interactive`` under a plain papermill run: no widget, ten runs in a row, each in time."""
+    import papermill
+
+    source = ROOT / "notebooks" / "02_tune_chunk_and_overlap.ipynb"
+    params = {"input_path": str(forty_seconds), "out_dir": str(tmp_path / "out"), **QUICK_02}
+    for run in range(10):
+        values_path = tmp_path / f"values-{run}.json"
+        papermill.execute_notebook(str(source), str(tmp_path / f"run-{run}.ipynb"),
+                                   parameters={**params, "values_path": str(values_path)}, cwd=str(ROOT),
+                                   kernel_name="python3", progress_bar=False, execution_timeout=300)
+        values = json.loads(values_path.read_text())
+        assert values["interactive"] is False
+        assert (values["reused"] is None) == (run == 0), "later runs reuse the first run's measurements"
 
 
 def test_03_memory_profiles(reports):
