@@ -33,32 +33,32 @@ def record(path: str | Path | None, **values) -> dict:
     return values
 
 
-def run_matrix(out: str | Path, **options) -> dict:
-    """``python -m bench run`` with ``options`` (sizes="1m,5m", strategies="streaming"...); its results.json.
-
-    Runs in fresh subprocesses like every harness run; raises if the harness fails.
-    """
-    argv = ["--out", str(out), "--no-plots"]
+def _bench(command: str, argv: list[str], **options) -> subprocess.CompletedProcess:
+    """``python -m bench COMMAND ARGV --option value...`` (True: a flag; None or False: left out); raises if it fails."""
     for key, value in options.items():
         if value is True:
             argv.append(f"--{key.replace('_', '-')}")
         elif value not in (None, False):
             argv += [f"--{key.replace('_', '-')}", str(value)]
-    result = subprocess.run([sys.executable, "-m", "bench", "run", *argv], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "bench", command, *argv], capture_output=True, text=True,
                             cwd=harness.ROOT)
     if result.returncode != 0:
-        raise RuntimeError(f"bench run failed: {result.stderr.strip()[-500:]}")
+        raise RuntimeError(f"bench {command} failed: {result.stderr.strip()[-500:]}")
+    return result
+
+
+def run_matrix(out: str | Path, **options) -> dict:
+    """``python -m bench run`` with ``options`` (sizes="1m,5m", strategies="streaming"...); its results.json.
+
+    Runs in fresh subprocesses like every harness run; raises if the harness fails.
+    """
+    _bench("run", ["--out", str(out), "--no-plots"], **options)
     return json.loads((Path(out) / "results.json").read_text())
 
 
 def service_repro(duration: str = "5m", memory_limit: str = "1G") -> list[dict]:
     """``python -m bench service-repro --json``: the job on a real Celery worker, old processor then new."""
-    result = subprocess.run([sys.executable, "-m", "bench", "service-repro", "--duration", duration,
-                             "--memory-limit", memory_limit, "--json"], capture_output=True, text=True,
-                            cwd=harness.ROOT)
-    if result.returncode != 0:
-        raise RuntimeError(f"service-repro failed: {result.stderr.strip()[-500:]}")
-    return json.loads(result.stdout)
+    return json.loads(_bench("service-repro", ["--json"], duration=duration, memory_limit=memory_limit).stdout)
 
 
 def widget_frontend() -> bool:
@@ -80,17 +80,7 @@ def load_clip(path: str | Path, seconds: float) -> tuple[np.ndarray, int]:
 def service_load(out: str | Path, **options) -> dict:
     """``python -m bench service-load --json`` with ``options`` (jobs=8, durations="1m,3m", capacity=True...);
     its results (``capacity.json``'s content with ``capacity=True``). Raises if the command fails."""
-    argv = ["--out", str(out), "--json"]
-    for key, value in options.items():
-        if value is True:
-            argv.append(f"--{key.replace('_', '-')}")
-        elif value not in (None, False):
-            argv += [f"--{key.replace('_', '-')}", str(value)]
-    result = subprocess.run([sys.executable, "-m", "bench", "service-load", *argv], capture_output=True, text=True,
-                            cwd=harness.ROOT)
-    if result.returncode != 0:
-        raise RuntimeError(f"service-load failed: {result.stderr.strip()[-500:]}")
-    return json.loads(result.stdout)
+    return json.loads(_bench("service-load", ["--out", str(out), "--json"], **options).stdout)
 
 
 def import_floor_bytes(repeat: int = 3) -> float:
