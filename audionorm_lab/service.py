@@ -145,6 +145,7 @@ def normalize_audio(self, input_file: str, output_file: str, options: dict | Non
         elif attempt.mode == "streaming":
             report = streaming(job.input_file, job.output_file, job.options)
         else:
-            processor = AudioProcessor(chunk_threshold_bytes) if chunk_threshold_bytes is not None else default_processor()
+            processor = (default_processor() if chunk_threshold_bytes is None
+                         else AudioProcessor(chunk_threshold_bytes))
             report = processor.process_audio_job(job)
     return {**report.to_dict(), "delivery": attempt.to_dict()}
