@@ -224,11 +224,11 @@ def run_load(out: Path, *, workers: int, concurrency: int, jobs: list[Job], mode
 def summarize(out: Path, jobs: list[Job], runs: dict, kills: list[dict], kill_times: dict, injector, child_peak: int,
               tree_peak: int, main_peak: int, wall: float, crashes: list[dict], parameters: dict) -> dict:
     """Check every job and its output; write and return ``results.json``'s content."""
-    failed, unexpected_successes, partial, per_job = [], [], [], []
+    failed, unexpected_successes, partial, per_job, problems = [], [], [], [], {}
     for job in jobs:
         problem = None
         if job.state == "SUCCESS":
-            problem = check_output(job)
+            problem = problems[job.index] = check_output(job)
             if job.expected_error:
                 unexpected_successes.append(job.index)
         elif job.state is not None:
@@ -243,7 +243,7 @@ def summarize(out: Path, jobs: list[Job], runs: dict, kills: list[dict], kill_ti
                         "mode": delivery.get("mode"), "mode_changed_because": delivery.get("mode_changed_because"),
                         "output_problem": problem, "runs": job_runs})
     temporaries = sorted({str(p) for job in jobs for p in partial_outputs(job.output_file)})
-    succeeded = [j for j in jobs if j.state == "SUCCESS" and check_output(j) is None and not j.expected_error]
+    succeeded = [j for j in jobs if j.state == "SUCCESS" and problems[j.index] is None and not j.expected_error]
     audio = sum(j.input_seconds for j in succeeded)
     results = {
         "parameters": parameters,
