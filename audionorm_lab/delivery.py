@@ -92,16 +92,25 @@ class Attempt:
         return out
 
 
+def lock_holder(value: str | bytes) -> tuple[str, int | None]:
+    """The host and pid in a run lock's value ``host:pid:token`` (pid None when unreadable)."""
+    host, _, rest = (value.decode() if isinstance(value, bytes) else value).partition(":")
+    pid = rest.partition(":")[0]
+    return host, int(pid) if pid.isdigit() else None
+
+
 def holder_alive(holder: str) -> bool | None:
     """Whether the process named by a lock value ``host:pid:token`` lives; None when it is on another host."""
-    host, _, rest = holder.partition(":")
+    host, pid = lock_holder(holder)
     if host != socket.gethostname():
         return None
+    if pid is None:
+        return True
     try:
-        os.kill(int(rest.partition(":")[0]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, ValueError):
+    except PermissionError:
         return True
     return True
 
@@ -146,10 +155,14 @@ class DeliveryLedger:
         """The run records of ``task_id``, oldest first: ``{"event": "start"|"end", "time" (epoch seconds), ...}``."""
         return [json.loads(r) for r in self.client.lrange(self._key("runs", task_id), 0, -1)]
 
+    @staticmethod
+    def _record_json(**fields) -> str:
+        """One run record: now, this host and process, and ``fields``."""
+        return json.dumps({"time": time.time(), "host": socket.gethostname(), "pid": os.getpid(), **fields})
+
     def _record(self, task_id: str, **fields) -> None:
         key = self._key("runs", task_id)
-        self.client.rpush(key, json.dumps({"time": time.time(), "host": socket.gethostname(), "pid": os.getpid(),
-                                           **fields}))
+        self.client.rpush(key, self._record_json(**fields))
         self.client.expire(key, self.ttl)
 
     def _acquire(self, task_id: str) -> str:
@@ -187,9 +200,8 @@ class DeliveryLedger:
                     f"memory, or shut down): delivery {delivery} of at most {self.max_deliveries} runs with the "
                     f"streaming processor, whose memory does not grow with the file")
             # the count and its record together, so a kill between them cannot leave one without the other
-            record = json.dumps({"time": time.time(), "host": socket.gethostname(), "pid": os.getpid(),
-                                 "event": "refused" if refused else "start", "delivery": delivery,
-                                 "mode": None if refused else attempt.mode})
+            record = self._record_json(event="refused" if refused else "start", delivery=delivery,
+                                       mode=None if refused else attempt.mode)
             with self.client.pipeline(transaction=True) as pipe:
                 pipe.incr(count_key).expire(count_key, self.ttl).rpush(runs_key, record).expire(runs_key, self.ttl)
                 delivery = int(pipe.execute()[0])

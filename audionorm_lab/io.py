@@ -307,11 +307,22 @@ def check_output_path(dst: str | os.PathLike, src: str | os.PathLike | None = No
     return dst
 
 
+PARTIAL_SUFFIX = ".part"
+
+
+def make_partial(path: Path) -> Path:
+    """A new empty temporary file for ``path``, in its folder: ``.<name>.<random>.part``, the name
+    :func:`partial_outputs` finds. Outputs are written there and renamed into place when complete."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX)
+    os.close(fd)
+    return Path(name)
+
+
 def partial_outputs(path) -> list[Path]:
-    """The temporary files an :class:`AtomicSink` for ``path`` left behind (a run killed before its rename),
-    in ``path``'s folder. A live sink's own file is among them: remove them only when no run writes ``path``."""
+    """The temporary files (:func:`make_partial`) a run for ``path`` left behind (killed before its rename),
+    in ``path``'s folder. A live run's own file is among them: remove them only when no run writes ``path``."""
     path = Path(path)
-    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.part"))
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*{PARTIAL_SUFFIX}"))
 
 
 class AtomicSink:
@@ -349,13 +360,11 @@ class AtomicSink:
 
     def __enter__(self) -> "AtomicSink":
         try:
-            fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
+            self._tmp = make_partial(self.path)
         except OSError as exc:
             raise OutputPathError(f"{self.path}: cannot create a file in {self.path.parent} ({exc.strerror})") from None
-        os.close(fd)
-        self._tmp = Path(name)
         try:
-            self._file = sf.SoundFile(name, "w", samplerate=self.sample_rate, channels=self.channels,
+            self._file = sf.SoundFile(str(self._tmp), "w", samplerate=self.sample_rate, channels=self.channels,
                                       format=self.format, subtype=self.subtype)
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
             self._tmp.unlink(missing_ok=True)

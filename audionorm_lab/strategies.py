@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DecodeError, NotAudioError, OptionError
-from .io import AtomicSink, check_output_path, last_line, probe, require_tool
+from .io import AtomicSink, check_output_path, last_line, make_partial, probe, require_tool
 from .loudness import LoudnessMeter
 from .options import NormalizeOptions
 from .pipeline import NormalizeReport, _db, normalize_array, normalize_file
@@ -92,8 +92,7 @@ def _to_segment(samples: np.ndarray, sample_rate: int):
 
 def _export_atomically(segment, dst: Path) -> None:
     """pydub's export, to a temporary name renamed into place."""
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
-    os.close(fd)
+    tmp = str(make_partial(dst))
     try:
         segment.export(tmp, format=dst.suffix.lstrip(".").lower()).close()
         os.chmod(tmp, 0o644)

@@ -49,6 +49,19 @@ def stop_process(process: subprocess.Popen | None, grace_seconds: float = 10.0) 
         kill_process_group(process)
 
 
+def wait_until(ready, process: subprocess.Popen, timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll ``ready()`` until it is true; raise if ``process`` exits first or ``timeout`` seconds pass.
+    The error names ``what`` (and the exit code)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what}: the process exited with code {process.returncode}")
+        if ready():
+            return
+        time.sleep(interval)
+    raise RuntimeError(f"{what}: not ready after {timeout:g} s")
+
+
 def kill_process_group(process: subprocess.Popen) -> None:
     """SIGKILL the process and everything in its group (a cold shutdown); reaped."""
     try:
@@ -104,20 +117,16 @@ class RedisServer:
         self._wait_for_ping()
         return self
 
+    def _answers_ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
     def _wait_for_ping(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with code {self.process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not answer PING")
+        wait_until(self._answers_ping, self.process, timeout, f"redis-server on port {self.port} answering PING")
 
     def stop(self) -> None:
         """SIGTERM: redis flushes its append-only file and exits."""
@@ -189,14 +198,11 @@ class CeleryWorker:
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"celery worker {self.name} exited: {self.log_path.read_text()[-500:]}")
-            if " ready." in self.log_path.read_text():
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"celery worker {self.name} did not become ready")
+        try:
+            wait_until(lambda: " ready." in self.log_path.read_text(), self.process, timeout,
+                       f"celery worker {self.name}", interval=0.1)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {self.log_path.read_text()[-500:]}") from None
 
     def pool_pids(self) -> list[int]:
         try:
@@ -289,18 +295,19 @@ class Cluster:
         self._stop_supervisor = threading.Event()
         self._supervisor: threading.Thread | None = None
 
-    def _new_worker(self, wait: bool = True) -> CeleryWorker:
+    def _new_worker(self) -> CeleryWorker:
+        """A new worker, started; not yet ready (its :meth:`CeleryWorker.wait_ready` says when)."""
         worker = CeleryWorker(self.url, self.folder / "workers", f"w{len(self.all_workers) + 1}",
                               concurrency=self.concurrency, child_limit_bytes=self.child_limit,
                               tree_limit_bytes=self.tree_limit, env=self.env)
         self.all_workers.append(worker)
-        worker.start(wait=wait)
+        worker.start(wait=False)
         return worker
 
     def __enter__(self) -> Cluster:
         try:
             self.redis.start()
-            self.live = [self._new_worker(wait=False) for _ in range(self.size)]
+            self.live = [self._new_worker() for _ in range(self.size)]
             for worker in self.live:
                 worker.wait_ready()
             self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
@@ -314,7 +321,7 @@ class Cluster:
         """Take ``worker`` out of the live set and start a replacement (ready when this returns, with ``wait``)."""
         with self._lock:
             self.live.remove(worker)
-            replacement = self._new_worker(wait=False)
+            replacement = self._new_worker()
             self.live.append(replacement)
         if wait:
             replacement.wait_ready()

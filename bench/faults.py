@@ -20,6 +20,8 @@ import signal
 import threading
 import time
 
+from audionorm_lab.delivery import lock_holder
+
 from .celery_cluster import Cluster
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ def busy_pool_pids(cluster: Cluster, ledger_client) -> list[int]:
         holder = ledger_client.get(key)
         if holder is None:
             continue
-        pid = int((holder.decode() if isinstance(holder, bytes) else holder).split(":")[1])
+        _, pid = lock_holder(holder)
         if pid in pools:
             busy.append(pid)
     return busy

@@ -289,7 +289,8 @@ def write_results(out: Path, rows: list[dict], parameters: dict) -> None:
     (out / "results.json").write_text(json.dumps(payload, indent=2, default=str))
 
 
-def _parse_limit(text: str | None) -> int | None:
+def parse_limit(text: str | None) -> int | None:
+    """A memory limit as the command lines take it ('600M', '2G', '1.5GB', '150MiB', bytes) -> bytes; None: None."""
     if text is None:
         return None
     return parse_size(re.sub(r"(?i)^(\d+(?:\.\d+)?)([kmg])$", r"\1\2b", text.strip()))
@@ -327,7 +328,7 @@ def main(argv=None) -> int:
     sizes = resolve_sizes(args.sizes or base["sizes"], log)
     chunks = _numbers(args.chunks or base["chunks"])
     sweep = {t.strip() for t in (args.chunk_sweep_sizes or base["chunk_sweep_sizes"]).split(",")}
-    limit = _parse_limit(args.memory_limit) or default_memory_limit()
+    limit = parse_limit(args.memory_limit) or default_memory_limit()
     specs = plan(sizes, strategies, chunks, sweep, _numbers(args.overlaps),
                  [c.strip() for c in args.concats.split(",")], args.repeat,
                  caps={} if args.full_matrix else DEFAULT_CAPS_SECONDS)

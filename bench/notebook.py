@@ -69,14 +69,6 @@ def widget_frontend() -> bool:
     return bool(os.environ.get("JPY_SESSION_NAME"))
 
 
-def load_clip(path: str | Path, seconds: float) -> tuple[np.ndarray, int]:
-    """The first ``seconds`` of ``path`` as float32 ``(frames, channels)``, and its rate (Hz)."""
-    import soundfile as sf
-
-    with sf.SoundFile(str(path)) as f:
-        return f.read(min(f.frames, int(seconds * f.samplerate)), dtype="float32", always_2d=True), f.samplerate
-
-
 def service_load(out: str | Path, **options) -> dict:
     """``python -m bench service-load --json`` with ``options`` (jobs=8, durations="1m,3m", capacity=True...);
     its results (``capacity.json``'s content with ``capacity=True``). Raises if the command fails."""

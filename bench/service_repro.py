@@ -32,7 +32,7 @@ from pathlib import Path
 from data.fetch_samples import make_sample, parse_duration
 
 from .celery_cluster import CeleryWorker, RedisServer, client_app, send_job
-from .harness import _parse_limit
+from .harness import parse_limit
 from .measure import default_memory_limit
 
 KILL_LINES = re.compile(r"exited with 'signal 9 \(SIGKILL\)'|WorkerLostError")
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-limit", help="e.g. 2G, 300M; default min(4 GB, half the free memory)")
     parser.add_argument("--json", action="store_true", help="print the outcomes as JSON")
     args = parser.parse_args(argv)
-    limit = _parse_limit(args.memory_limit) or default_memory_limit()
+    limit = parse_limit(args.memory_limit) or default_memory_limit()
     src = args.file or make_sample(parse_duration(args.duration), "mp3",
                                    log=lambda m: print(m, file=sys.stderr))
     with tempfile.TemporaryDirectory(prefix="audionorm-service-") as scratch:

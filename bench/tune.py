@@ -48,7 +48,7 @@ from audionorm_lab.io import last_line
 from audionorm_lab.metrics import seam_metric, snr_db
 from audionorm_lab.parallel import available_cores
 
-from .harness import _parse_limit
+from .harness import parse_limit
 from .measure import run_measured
 
 MEASURE_CHUNKS_SECONDS = (2.0, 5.0, 15.0, 40.0)
@@ -198,13 +198,17 @@ def fit(runs: list[dict], sample_rate: int, channels: int, audio_seconds: float,
     return model
 
 
+def load_clip(path: str | Path, seconds: float) -> tuple[np.ndarray, int]:
+    """The first ``seconds`` of ``path`` as float32 ``(frames, channels)``, and its rate (Hz)."""
+    with sf.SoundFile(str(path)) as f:
+        return f.read(min(f.frames, int(seconds * f.samplerate)), dtype="float32", always_2d=True), f.samplerate
+
+
 def fidelity_by_overlap(clip: Path, chunk_seconds: float, overlaps=FIDELITY_OVERLAPS_SECONDS,
                         seconds: float = FIDELITY_CLIP_SECONDS) -> list[dict]:
     """SNR against whole-file processing (dB, capped at 200) and the seam jump ratio, for each overlap,
     on the first ``seconds`` of ``clip``, chunked at ``chunk_seconds``."""
-    with sf.SoundFile(str(clip)) as f:
-        samples = f.read(min(f.frames, int(seconds * f.samplerate)), dtype="float32", always_2d=True)
-        rate = f.samplerate
+    samples, rate = load_clip(clip, seconds)
     whole, _ = normalize_array(samples, rate, chunk_seconds=math.inf)
     rows = []
     for overlap in overlaps:
@@ -235,7 +239,7 @@ def recommend(model: Model, fidelity: list[dict], budget_bytes: float, max_worke
         raise NothingFits(smallest)
     best = max(fitting, key=lambda o: (round(o["predicted_realtime_multiple"], 1), -o["predicted_peak_rss_bytes"]))
     best["fidelity_target_met"] = bool(good)
-    best["fidelity_db"] = next(r["snr_vs_whole_db"] for r in fidelity if r["overlap_seconds"] == overlap)
+    best["fidelity_db"] = fidelity_at(fidelity, overlap)
     return best
 
 
@@ -266,6 +270,13 @@ def tune(src, memory_limit_bytes: int, concurrency: int = 1, target_fidelity_db:
     return {**result, "reused": None}
 
 
+def _nothing_fits(src: Path, limit_bytes: int, concurrency: int, peak_bytes: float, why: str) -> NothingFits:
+    """The one-line error: what does not fit, why, and the smallest limit that holds ``peak_bytes`` a job."""
+    needed = peak_bytes / (1 - MARGIN) * concurrency
+    return NothingFits(f"{src}: nothing fits {limit_bytes / 1e6:.0f} MB for {concurrency} job(s): {why}; "
+                       f"use --memory-limit {math.ceil(needed / 1e6)}M or more")
+
+
 def _tune(src: Path, memory_limit_bytes: int, concurrency: int, target_fidelity_db: float, minutes: float,
           validate: bool, keep_clip_in: Path | None, log) -> dict:
     started = time.perf_counter()
@@ -282,10 +293,9 @@ def _tune(src: Path, memory_limit_bytes: int, concurrency: int, target_fidelity_
         floor = measure_run(cut_clip(src, 1.0, folder), folder, 5.0, 0.5, 1)
         startup = floor["wall_seconds"]
         if floor["peak_rss_bytes"] > budget * (1 - MARGIN):  # not even a 1-second input fits: no need to measure
-            needed = floor["peak_rss_bytes"] / (1 - MARGIN) * concurrency
-            raise NothingFits(f"{src}: nothing fits {memory_limit_bytes / 1e6:.0f} MB for {concurrency} job(s): "
-                              f"a run on 1 second of it already peaks at {floor['peak_rss_bytes'] / 1e6:.0f} MB "
-                              f"(the imports and one chunk); use --memory-limit {math.ceil(needed / 1e6)}M or more")
+            raise _nothing_fits(src, memory_limit_bytes, concurrency, floor["peak_rss_bytes"],
+                                f"a run on 1 second of it already peaks at {floor['peak_rss_bytes'] / 1e6:.0f} MB "
+                                f"(the imports and one chunk)")
         log(f"clip: {audio_seconds:.0f} s of {src.name}; start-up {startup:.2f} s")
         runs = []
         worker_values = sorted({1, max_workers})
@@ -306,12 +316,10 @@ def _tune(src: Path, memory_limit_bytes: int, concurrency: int, target_fidelity_
             best = recommend(model, fidelity, budget, max_workers, target_fidelity_db, target_seconds)
         except NothingFits as exc:
             smallest = exc.args[0]
-            needed = smallest["predicted_peak_rss_bytes"] / (1 - MARGIN) * concurrency
-            raise NothingFits(f"{src}: nothing fits {memory_limit_bytes / 1e6:.0f} MB for {concurrency} job(s): the "
-                              f"smallest setting (chunk {smallest['chunk_seconds']:g} s, overlap "
-                              f"{smallest['overlap_seconds']:g} s, 1 worker) needs about "
-                              f"{smallest['predicted_peak_rss_bytes'] / 1e6:.0f} MB a job; use --memory-limit "
-                              f"{math.ceil(needed / 1e6)}M or more") from None
+            raise _nothing_fits(src, memory_limit_bytes, concurrency, smallest["predicted_peak_rss_bytes"],
+                                f"the smallest setting (chunk {smallest['chunk_seconds']:g} s, overlap "
+                                f"{smallest['overlap_seconds']:g} s, 1 worker) needs about "
+                                f"{smallest['predicted_peak_rss_bytes'] / 1e6:.0f} MB a job") from None
         kept = None
         if keep_clip_in is not None:
             Path(keep_clip_in).mkdir(parents=True, exist_ok=True)
@@ -325,7 +333,8 @@ def _tune(src: Path, memory_limit_bytes: int, concurrency: int, target_fidelity_
                                     best["workers"], memory_limit_bytes=int(budget * 1.5))
     result = {
         "input": str(src), "input_seconds": duration, "sample_rate": info.sample_rate, "channels": info.channels,
-        "clip_seconds": audio_seconds, "clip_path": str(kept) if kept else None, "memory_limit_bytes": memory_limit_bytes, "concurrency": concurrency,
+        "clip_seconds": audio_seconds, "clip_path": str(kept) if kept else None,
+        "memory_limit_bytes": memory_limit_bytes, "concurrency": concurrency,
         "budget_per_job_bytes": budget, "target_fidelity_db": target_fidelity_db,
         "recommended": {k: best[k] for k in ("chunk_seconds", "overlap_seconds", "workers")},
         "predicted_peak_rss_bytes": best["predicted_peak_rss_bytes"],
@@ -354,7 +363,7 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=3.0, help="minutes of the input measured (default 3)")
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON on stdout")
     args = parser.parse_args(argv)
-    limit = _parse_limit(args.memory_limit)
+    limit = parse_limit(args.memory_limit)
     if args.concurrency < 1 or args.minutes <= 0 or limit is None:
         print("error: --concurrency must be >= 1, --minutes > 0 and --memory-limit a size", file=sys.stderr)
         return 2
