@@ -78,6 +78,9 @@ app.conf.update(
                                                    DEFAULT_VISIBILITY_TIMEOUT_SECONDS)),
         "unacked_restore_interval": float(os.environ.get("AUDIONORM_RESTORE_INTERVAL", 10)),
         "unacked_restore_throttle": 1,  # look on every interval, not on every tenth
+        # kombu's restore pass holds a mutex in Redis; one that a kill or a broker restart leaves behind
+        # would hold every restore back for kombu's default 300 s
+        "unacked_mutex_expire": 30,
     },
 )
 

@@ -118,20 +118,21 @@ FAULT_COLOURS = {"kill-child": "tab:red", "restart-broker": "tab:blue", "warm-sh
 
 def plot_fault_timeline(results: dict, ax) -> None:
     """Jobs against time (submitted to finished, each run a thicker bar) with the faults as vertical lines."""
+    from .service_load import run_end_time
+
     origin = min(j["submitted"] for j in results["jobs"])
     for row, job in enumerate(sorted(results["jobs"], key=lambda j: j["job"])):
         end = (job["finished"] or origin + results["wall_seconds"]) - origin
         ax.hlines(row, job["submitted"] - origin, end, colors="0.8", linewidth=1)
         starts = [r for r in job["runs"] if r["event"] == "start"]
         for run in starts:
-            ends = [r["time"] for r in job["runs"] if r["event"] == "end" and r["pid"] == run["pid"]
-                    and r["delivery"] == run["delivery"]]
-            finished = bool(ends)
-            stop = (ends[0] if ends else min([r["time"] for r in starts if r["time"] > run["time"]] or [end + origin]))
+            run_end = run_end_time(run, job["runs"])
+            finished = run_end is not None
+            stop = run_end if finished else min([r["time"] for r in starts if r["time"] > run["time"]] or [end + origin])
             colour = COLOURS["streaming"] if run["mode"] == "streaming" else COLOURS["full-load"]
             ax.hlines(row, run["time"] - origin, stop - origin, colors=colour, linewidth=5 if finished else 2,
                       alpha=1.0 if finished else 0.5)
-        marker = {"SUCCESS": "o", "FAILURE": "x"}.get(job["state"], "?")
+        marker = {"SUCCESS": "o", "FAILURE": "x"}.get(job["state"], "D")  # D: lost (no final state)
         ax.plot(end, row, marker, color="black", markersize=4)
     seen = set()
     for fault in results["faults"]:

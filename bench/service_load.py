@@ -49,7 +49,7 @@ from data.fetch_samples import make_sample, parse_duration
 
 from .celery_cluster import Cluster, client_app, send_job
 from .faults import FAULT_KINDS, FaultInjector
-from .harness import RESULTS, _parse_limit
+from .harness import RESULTS, parse_limit
 
 MODES = ("auto", "streaming", "full-load")
 CAPACITY_CONCURRENCY = (1, 2, 4)
@@ -78,6 +78,11 @@ class Job:
     report: dict | None = None
     error: str | None = None
     error_type: str | None = None
+
+    @property
+    def delivery(self) -> dict:
+        """The ``delivery`` entry of its report (empty until it succeeded)."""
+        return (self.report or {}).get("delivery") or {}
 
 
 def visibility_timeout_seconds(longest_input_seconds: float) -> float:
@@ -153,11 +158,17 @@ def check_output(job: Job) -> str | None:
     return None
 
 
+def run_end_time(start: dict, runs: list[dict]) -> float | None:
+    """The time of the ``end`` record of the run begun by ``start`` (same process, same delivery);
+    None for a run that lost its worker."""
+    return next((r["time"] for r in runs if r["event"] == "end" and r["pid"] == start["pid"]
+                 and r["delivery"] == start["delivery"]), None)
+
+
 def _closed_at(start: dict, runs: list[dict], kill_times: dict[int, float]) -> float:
     """When the run begun by ``start`` ended: its end record, or its process's kill (inf if neither is known)."""
-    ends = [r["time"] for r in runs if r["event"] == "end" and r["pid"] == start["pid"]
-            and r["delivery"] == start["delivery"]]
-    return min(ends + [kill_times.get(start["pid"], float("inf"))])
+    end = run_end_time(start, runs)
+    return min(end if end is not None else float("inf"), kill_times.get(start["pid"], float("inf")))
 
 
 def ran_concurrently(runs: list[dict], kill_times: dict[int, float]) -> bool:
@@ -201,10 +212,13 @@ def run_load(out: Path, *, workers: int, concurrency: int, jobs: list[Job], mode
             if injector is not None:
                 injector.stop()
         wall = max((j.finished for j in jobs if j.finished), default=time.time()) - started
-        ledger = DeliveryLedger(redis.Redis.from_url(cluster.url))
+        broker = redis.Redis.from_url(cluster.url)
+        ledger = DeliveryLedger(broker)
         runs = {job.index: ledger.runs(job.task_id) for job in jobs}
+        # what the broker still holds, to tell why a job was lost: queued, or delivered and never restored
+        broker_state = {"queued": broker.llen("celery"), "unacknowledged": broker.hlen("unacked"),
+                        "restore_mutex_ttl_seconds": broker.ttl("unacked_mutex")}
         kills = [k for w in cluster.all_workers for k in w.kills]
-        url = cluster.url
         child_peak = max((p for w in cluster.all_workers for p in w.child_peaks.values()), default=0)
         tree_peak = max((w.tree_peak_bytes for w in cluster.all_workers), default=0)
         main_peak = max((w.main_peak_bytes for w in cluster.all_workers), default=0)
@@ -218,7 +232,8 @@ def run_load(out: Path, *, workers: int, concurrency: int, jobs: list[Job], mode
                       "fault_every_seconds": fault_every_seconds, "fault_rounds": fault_rounds,
                       "deadline_seconds": deadline_seconds,
                       "child_limit_bytes": child_limit_bytes, "tree_limit_bytes": tree_limit_bytes,
-                      "visibility_timeout_seconds": visibility_timeout_seconds(longest), "broker_url": url})
+                      "visibility_timeout_seconds": visibility_timeout_seconds(longest), "broker_url": cluster.url,
+                      "broker_state_at_end": broker_state})
 
 
 def summarize(out: Path, jobs: list[Job], runs: dict, kills: list[dict], kill_times: dict, injector, child_peak: int,
@@ -236,12 +251,11 @@ def summarize(out: Path, jobs: list[Job], runs: dict, kills: list[dict], kill_ti
                            "error": job.error, "expected": job.error_type == job.expected_error})
         if job.output_file.exists() and (problem or job.state != "SUCCESS"):
             partial.append({"job": job.index, "path": str(job.output_file), "why": problem or "job did not succeed"})
-        job_runs = runs[job.index]
-        delivery = (job.report or {}).get("delivery") or {}
         per_job.append({"job": job.index, "input_seconds": job.input_seconds, "state": job.state or "lost",
-                        "submitted": job.submitted, "finished": job.finished, "delivery": delivery.get("delivery"),
-                        "mode": delivery.get("mode"), "mode_changed_because": delivery.get("mode_changed_because"),
-                        "output_problem": problem, "runs": job_runs})
+                        "submitted": job.submitted, "finished": job.finished,
+                        "delivery": job.delivery.get("delivery"), "mode": job.delivery.get("mode"),
+                        "mode_changed_because": job.delivery.get("mode_changed_because"),
+                        "output_problem": problem, "runs": runs[job.index]})
     temporaries = sorted({str(p) for job in jobs for p in partial_outputs(job.output_file)})
     succeeded = [j for j in jobs if j.state == "SUCCESS" and problems[j.index] is None and not j.expected_error]
     audio = sum(j.input_seconds for j in succeeded)
@@ -261,9 +275,8 @@ def summarize(out: Path, jobs: list[Job], runs: dict, kills: list[dict], kill_ti
         "partial_outputs": len(partial),
         "partial_output_paths": partial,
         "leftover_temporaries": temporaries,
-        "finished_by_streaming_fallback": sum(1 for j in jobs if (j.report or {}).get("delivery", {}).get(
-            "mode_changed_because")),
-        "redelivered": sum(1 for j in jobs if ((j.report or {}).get("delivery") or {}).get("delivery", 1) > 1),
+        "finished_by_streaming_fallback": sum(1 for j in jobs if j.delivery.get("mode_changed_because")),
+        "redelivered": sum(1 for j in jobs if j.delivery.get("delivery", 1) > 1),
         "faults_injected": injector.counts() if injector else {},
         "fault_errors": injector.errors if injector else [],
         "faults": injector.events if injector else [],
@@ -400,7 +413,7 @@ def main(argv=None) -> int:
     if unknown:
         print(f"error: unknown fault kinds {unknown}; use {', '.join(FAULT_KINDS)}", file=sys.stderr)
         return 2
-    limit = _parse_limit(value("memory_limit"))
+    limit = parse_limit(value("memory_limit"))
     durations = [parse_duration(d) for d in value("durations").split(",")]
     out = args.out or RESULTS / time.strftime("service-load-%Y%m%d-%H%M%S")
     quiet = args.json
