@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import signal
 
 from .chunks import array_reader, context_chunks
 from .errors import OptionError
@@ -144,8 +144,6 @@ class NoiseGate:
     def __init__(self, noise_clip: np.ndarray, sample_rate: int, n_fft: int = N_FFT, n_std_thresh: float = 1.5,
                  prop_decrease: float = 1.0, freq_mask_smooth_hz: float = 500, time_mask_smooth_ms: float = 50,
                  piece_seconds: float = 2.0):
-        from noisereduce.spectralgate.base import _smoothing_filter
-
         mean_db, std_db = noise_profile_db(noise_clip, n_fft)
         self.noise_threshold_db = mean_db + std_db * n_std_thresh
         # level_dB > threshold_dB  <=>  |X| > 10 ** (threshold_dB / 20) - eps (noisereduce's eps inside the log)
@@ -155,7 +153,9 @@ class NoiseGate:
             sample_rate, n_fft, freq_mask_smooth_hz, time_mask_smooth_ms)
         self.alignment_frames = self.hop_frames
         smooth = not (n_grad_freq == 1 and n_grad_time == 1)
-        self._kernels = _separable_kernels(_smoothing_filter(n_grad_freq, n_grad_time)) if smooth else None
+        # noisereduce's kernel, _smoothing_filter(n_grad_freq, n_grad_time), is the outer product of two
+        # triangles 1, 2, .., n, .., 2, 1 (n = n_grad + 1) over its sum: see smooth_mask
+        self._smoothing = (n_grad_freq + 1, n_grad_time + 1) if smooth else None
         self.piece_frames = max(self.hop_frames, int(math.ceil(piece_seconds * sample_rate / self.hop_frames))
                                 * self.hop_frames)
 
@@ -241,6 +241,20 @@ class NoiseGate:
                 peaks[channel] = np.maximum(peaks[channel], np.abs(spectrum).max(axis=0))
         return self.open_bins(peaks)
 
+    def _smoothed(self, mask: np.ndarray) -> np.ndarray:
+        """The gain each STFT bin gets (float64, ``(frames, bins)``): the 0/1 mask after
+        ``prop_decrease`` and noisereduce's smoothing."""
+        if self._smoothing is None:
+            counts, ones, norm = mask, 1, 1.0
+        else:
+            counts = smooth_mask(mask, *self._smoothing)
+            norm = float(self._smoothing[0] ** 2 * self._smoothing[1] ** 2)
+            ones = smooth_mask(np.ones_like(mask), *self._smoothing) if self.prop_decrease != 1.0 else None
+        if self.prop_decrease == 1.0:
+            return counts / norm
+        # smoothing is linear: smooth(p * mask + (1 - p)) = p * smooth(mask) + (1 - p) * smooth(1)
+        return (self.prop_decrease * counts + (1.0 - self.prop_decrease) * ones) / norm
+
     def _gate_piece(self, block: np.ndarray, open_bins: np.ndarray) -> np.ndarray:
         """Gate one block; a block shorter than ``n_fft`` is zero-padded to it and cut back.
 
@@ -258,13 +272,7 @@ class NoiseGate:
             spectrum = stft(block[:, channel], self.n_fft, self.hop_frames)
             mask = np.abs(spectrum) > self._threshold_magnitude
             mask[:, open_bins[channel]] = True
-            mask = mask.astype(np.float32)
-            if self.prop_decrease != 1.0:
-                mask = mask * np.float32(self.prop_decrease) + np.float32(1.0 - self.prop_decrease)
-            if self._kernels is not None:
-                mask = ndimage.convolve1d(mask, self._kernels[0], axis=1, mode="constant")
-                mask = ndimage.convolve1d(mask, self._kernels[1], axis=0, mode="constant")
-            spectrum *= mask
+            spectrum *= self._smoothed(mask)
             gated = istft(spectrum, self.n_fft, self.hop_frames)
             del spectrum, mask  # before the next channel's are made
             kept = min(len(gated), frames)
@@ -311,10 +319,38 @@ def noise_profile_db(noise_clip: np.ndarray, n_fft: int = 1024, piece_frames: in
     return mean, np.sqrt(spread / frames)
 
 
-def _separable_kernels(smoothing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The two 1-D triangles whose outer product is noisereduce's smoothing kernel (freq, time)."""
-    freq, time = smoothing.sum(axis=1), smoothing.sum(axis=0)
-    return (freq / freq.sum()).astype(np.float32), (time / time.sum()).astype(np.float32)
+def smooth_mask(mask: np.ndarray, freq_width: int, time_width: int) -> np.ndarray:
+    """noisereduce's mask smoothing, unnormalized and exact: ``(frames, bins)`` 0/1 ``mask``
+    convolved with the triangles 1, 2, .., w, .., 2, 1 along bins (w = ``freq_width``) and
+    frames (w = ``time_width``), zeros outside (``fftconvolve(..., mode="same")``).
+
+    A triangle of width w is a running sum of w values taken twice, and on a 0/1 mask
+    every sum is a small integer: the result is exact, where a float convolution rounds
+    at every tap. Divide by ``freq_width ** 2 * time_width ** 2`` for noisereduce's mask.
+    """
+    dtype = np.int16 if freq_width ** 2 * time_width ** 2 <= np.iinfo(np.int16).max else np.int32
+    return _triangle_sum(_triangle_sum(mask.astype(dtype), freq_width, 1), time_width, 0)
+
+
+def _triangle_sum(x: np.ndarray, width: int, axis: int) -> np.ndarray:
+    """``x`` convolved with 1, 2, .., ``width``, .., 2, 1 along ``axis``, centred, zeros beyond the ends."""
+    if width == 1:
+        return x
+
+    def along(start: int, count: int) -> tuple:
+        return (slice(None),) * axis + (slice(start, start + count),)
+
+    length = x.shape[axis]
+    shape = list(x.shape)
+    shape[axis] = length + 2 * (width - 1)
+    padded = np.zeros(shape, x.dtype)
+    padded[along(width - 1, length)] = x
+    for count in (length + width - 1, length):  # a running sum of ``width``, twice
+        summed = padded[along(0, count)].copy()
+        for shift in range(1, width):
+            summed += padded[along(shift, count)]
+        padded = summed
+    return padded
 
 
 def limit_gain(gain_db: float, peak: float, ceiling_dbfs: float) -> tuple[float, bool]:
