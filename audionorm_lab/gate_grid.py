@@ -33,6 +33,8 @@ from .stft import frame_spectra
 #: noisereduce's ``reduce_noise`` default ``padding``: context on each side of a piece, frames.
 SERVICE_PADDING_FRAMES = 30_000
 GATE_GRIDS = ("service", "file")
+#: Frames :func:`spectral_peaks` reads at a time by default.
+SCAN_BLOCK_FRAMES = 1 << 15
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ class GateGrid:
 
 
 def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateGrid, n_fft: int,
-                   block_frames: int = 1 << 15, workers: int = 1,
+                   block_frames: int = SCAN_BLOCK_FRAMES, workers: int = 1,
                    on_piece: Callable[[int, np.ndarray], None] | None = None) -> tuple[np.ndarray, int]:
     """Each piece's loudest STFT magnitude per channel and bin, in one streamed pass.
 

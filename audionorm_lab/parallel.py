@@ -9,10 +9,7 @@ per worker, whatever the number of workers.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
-import sys
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -38,28 +35,6 @@ def check_workers(workers: int | None) -> int:
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise OptionError(f"workers must be a whole number of at least 1, not {workers!r}")
     return workers
-
-
-def share_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's malloc arenas (by default 8 per core), where glibc is the allocator.
-
-    Each thread that allocates large numpy temporaries otherwise gets an arena of its own,
-    and each keeps its own high-water mark of freed memory: measured here, 10 MB more
-    peak RSS with two gating threads and the scan. Elsewhere this does nothing.
-    """
-    global _arenas_capped
-    if _arenas_capped or not sys.platform.startswith("linux"):
-        return
-    _arenas_capped = True
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(_M_ARENA_MAX, arenas)
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
-_M_ARENA_MAX = -8  # glibc's malloc.h
-_arenas_capped = False
 
 
 def ordered_map(function: Callable[[T], R], items: Iterable[T], workers: int, ahead: int | None = None
@@ -104,3 +79,63 @@ def ordered_map(function: Callable[[T], R], items: Iterable[T], workers: int, ah
         for future in pending:
             future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Aside:
+    """``consumer(item)`` for each item :meth:`put`, in order, on a thread of its own.
+
+    For work the caller need not wait for, such as metering what it writes: while the
+    caller goes on, the consumer runs on another core. At most ``depth`` items wait
+    (items are shared, not copied: don't change one after putting it). With
+    ``threaded=False`` the consumer runs in :meth:`put` itself (the sequential path).
+    Leaving the ``with`` block waits for the consumer to finish; an exception in the
+    consumer is raised, unchanged, by the next :meth:`put` or on leaving. If the block
+    ends with an error, the items still waiting are dropped and the thread stops.
+    """
+
+    def __init__(self, consumer: Callable[[T], object], depth: int = 4, threaded: bool = True):
+        import queue
+        import threading
+
+        self._consumer, self._threaded = consumer, threaded
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._drop = False
+        self._thread = threading.Thread(target=self._run, name="audionorm-aside", daemon=True) if threaded else None
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if self._error is None and not self._drop:
+                try:
+                    self._consumer(item)
+                except BaseException as exc:  # noqa: BLE001  (raised again in the caller's thread)
+                    self._error = exc
+            del item
+
+    def put(self, item: T) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._thread is None:
+            self._consumer(item)
+        else:
+            self._queue.put(item)
+
+    def __enter__(self) -> "Aside":
+        if self._thread is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._thread is None:
+            return
+        self._drop = exc_type is not None
+        self._queue.put(_END)
+        self._thread.join()
+        if exc_type is None and self._error is not None:
+            raise self._error
+
+
+_END = object()

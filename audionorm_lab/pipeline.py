@@ -3,8 +3,9 @@
 Pass 0 (profile) reads the head of the file for the noise profile and, over the
 whole stream, each grid piece's loudest STFT frame per bin, which sets noisereduce's
 80 dB floor (:mod:`audionorm_lab.gate_grid`): a few kB per 600,000 frames. It runs on
-a thread and a reader of its own, ahead of pass 1, which waits for each piece; it
-also measures the input's loudness.
+a thread of its own, ahead of pass 1, which waits for each piece; it also measures the
+input's loudness. With more than one worker the file is decoded once: the scan reads
+it, and pass 1 reads the same blocks a piece behind (:mod:`audionorm_lab.shared_source`).
 
 Pass 1 (measure) runs the chain (noise gate, high-pass, voice band) chunk by chunk:
 each chunk is gated on a thread of its own, its pieces spread over ``workers`` threads
@@ -13,8 +14,9 @@ and meters, in order. It keeps the summaries
 (the meter's 100 ms energies, the peak) and the chain's pre-gain output: in the
 output itself when it is a float WAV, or in an anonymous spill file beside it
 (:mod:`audionorm_lab.spill`). Pass 2 (apply) reads that back and applies the gain
-the summaries call for. With ``spill="never"``, or no room for a spill, pass 2 runs
-the chain again instead (the same samples, no disk).
+the summaries call for, while another thread meters what is written. With
+``spill="never"``, or no room for a spill, pass 2 runs the chain again instead (the
+same samples, no disk).
 
 Each chunk is read with ``overlap_seconds`` of audio on each side; the gate keeps only
 the chunk's own frames (overlap-save), the IIR stages carry their state from chunk to
@@ -36,13 +38,15 @@ from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
+from .allocator import tune_malloc
 from .chunks import context_chunks
 from .errors import EmptyInputError
-from .gate_grid import GateGrid, PeakScan
+from .gate_grid import SCAN_BLOCK_FRAMES, GateGrid, PeakScan
 from .io import AtomicSink, AudioInfo, check_output_path, open_source, probe
 from .loudness import LoudnessMeter
 from .options import NormalizeOptions
-from .parallel import available_cores, check_workers, ordered_map, share_malloc_arenas
+from .parallel import Aside, available_cores, check_workers, ordered_map
+from .shared_source import SharedSource
 from .spill import Spill, spill_room
 from .stages import NOISE_PROFILE_FRAMES, Gain, IIRFilter, NoiseGate, highpass, limit_gain, voice_band
 
@@ -62,7 +66,9 @@ class NormalizeReport:
     words, anything repaired, cut short, clamped or skipped. ``gain_path`` says how the
     gain reached the output: ``"in place"`` (float WAV output rewritten), ``"spill file"``,
     ``"chain twice"`` (no room or ``spill="never"``: ``chain_runs`` is then 2) or
-    ``"no gain"``; ``workers`` is the number of threads that gated chunks.
+    ``"no gain"``; ``workers`` is the number of threads that gated chunks; ``input_decodes``
+    how many times the input was read from its start (1 when the scan and the chain share
+    one decode).
     """
 
     input_path: str
@@ -97,6 +103,7 @@ class NormalizeReport:
     chain_runs: int = 1
     gain_path: str = "no gain"
     workers: int = 1
+    input_decodes: int = 1
 
     def to_dict(self) -> dict:
         """JSON-ready: ``-inf`` loudness becomes None."""
@@ -364,16 +371,46 @@ def _gain_path(options: NormalizeOptions, info: AudioInfo, output) -> tuple[str,
     return "spill file", None
 
 
+def _first_then(first: Callable, then: Callable) -> Callable:
+    """A function that returns ``first()`` when first called, ``then()`` after."""
+    called = False
+
+    def open_():
+        nonlocal called
+        if called:
+            return then()
+        called = True
+        return first()
+
+    return open_
+
+
+def _lead_frames(chain: _Chain) -> int:
+    """How far the scan may read ahead of the measure pass, frames: the pass gates a chunk once the
+    scan has passed the last piece the chunk's core reaches into (plus the piece's padding and a scan
+    block), and has read that chunk and its overlap by then; so one piece and some margin."""
+    return chain.grid.piece_frames + 2 * chain.grid.padding_frames + 4 * SCAN_BLOCK_FRAMES + NoiseGate.N_FFT
+
+
 def _stop_scan(chain: _Chain, source) -> None:
+    if isinstance(source, SharedSource):
+        source.stop()  # a scan waiting for the measure pass to catch up wakes and stops
     if chain.peak_scan is not None:
         chain.peak_scan.close()
     if source is not None:
         source.close()
 
 
-def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, output, progress) -> NormalizeReport:
-    """The passes, over any source that ``open_pass()`` opens afresh each time, into ``output``
+def _normalize(open_input, info: AudioInfo, options: NormalizeOptions, output, progress) -> NormalizeReport:
+    """The passes, over any source that ``open_input()`` opens afresh each time, into ``output``
     (an :class:`~audionorm_lab.io.AtomicSink` or an :class:`ArraySink`)."""
+    decodes = 0
+
+    def open_pass():
+        nonlocal decodes
+        decodes += 1
+        return open_input()
+
     chain = _Chain(info, options)
     rate, channels = info.sample_rate, info.channels
     workers = check_workers(options.workers)
@@ -387,14 +424,19 @@ def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, output, pr
     meter_out = LoudnessMeter(rate, channels)
     peak_before, peak_out = _Peak(), _Peak()
 
-    share_malloc_arenas()  # before the scan's and the workers' threads
+    tune_malloc()  # before the scan's and the workers' threads
     gain_db, limited, loudness_before, chain_runs, spill, scan_source = 0.0, False, None, 1, None, None
+    open_chain = open_pass  # opens a source for each run of the chain
     try:  # from here on the scan's thread is stopped, and the spill closed, whatever happens
         if chain.denoise and options.noise_profile == "file":
             # Pass 0 runs on its own thread and reader, ahead of the chain: the noise clip first,
             # then each grid piece's spectral peaks, which the gate waits for piece by piece.
             started = time.perf_counter()
             scan_source = open_pass()
+            if workers > 1 and chain.grid.piece_frames is not None:
+                # one decode: the scan leads, the measure pass reads the same blocks after it
+                scan_source = SharedSource(scan_source, _lead_frames(chain))
+                open_chain = _first_then(scan_source.follower, open_pass)
             scan_reader = _Reader(scan_source, "profile", progress)
 
             def read_and_measure(frames: int) -> np.ndarray:  # the input's loudness, on the scan's thread
@@ -422,7 +464,6 @@ def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, output, pr
         def finish(block):
             meter_out.update(block)
             peak_out.update(block)
-            return block
 
         path, note = _gain_path(options, info, output) if options.normalize_loudness else ("no gain", None)
         if note:
@@ -440,7 +481,7 @@ def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, output, pr
                 if keep is not None:
                     keep(out)
 
-            frames, starts, repaired = _run(open_pass, chain, "measure", progress, measure, workers,
+            frames, starts, repaired = _run(open_chain, chain, "measure", progress, measure, workers,
                                             raw_needed=measure_input)
             if frames == 0:
                 raise EmptyInputError(f"{info.path}: decodes to no audio frames")
@@ -457,22 +498,28 @@ def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, output, pr
 
         started = time.perf_counter()
         gain = Gain(gain_db)
-        if path == "in place":
-            output.rewrite(lambda block: finish(gain.process(block)))
-        elif path == "spill file":
-            for block in spill.blocks(1 << 16):
-                output.write(finish(gain.process(block)))
-        else:
-            def apply(raw, out):
-                if not options.normalize_loudness:
-                    if measure_input:
-                        meter_in.update(raw)
-                    peak_before.update(out)
-                output.write(finish(gain.process(out)))
+        # the output is metered on another core while it is written
+        with Aside(finish, threaded=workers > 1) as measure_output:
+            def write(block):
+                measure_output.put(block)
+                return block
 
-            frames, starts, repaired = _run(open_pass, chain, "apply", progress, apply, workers,
-                                            raw_needed=measure_input and not options.normalize_loudness)
-            chain_runs = 2 if options.normalize_loudness else 1
+            if path == "in place":
+                output.rewrite(lambda block: write(gain.process(block)))
+            elif path == "spill file":
+                for block in spill.blocks(1 << 16):
+                    output.write(write(gain.process(block)))
+            else:
+                def apply(raw, out):
+                    if not options.normalize_loudness:
+                        if measure_input:
+                            meter_in.update(raw)
+                        peak_before.update(out)
+                    output.write(write(gain.process(out)))
+
+                frames, starts, repaired = _run(open_chain, chain, "apply", progress, apply, workers,
+                                                raw_needed=measure_input and not options.normalize_loudness)
+                chain_runs = 2 if options.normalize_loudness else 1
         if frames == 0:
             raise EmptyInputError(f"{info.path}: decodes to no audio frames")
         seconds["apply"] = time.perf_counter() - started
@@ -502,7 +549,7 @@ def _normalize(open_pass, info: AudioInfo, options: NormalizeOptions, output, pr
         chunk_starts_frames=starts,
         overlap_frames=chain.overlap_frames, nonfinite_samples_repaired=repaired, stages=chain.stage_names(),
         pass_seconds=seconds, options=options.to_dict(), notes=chain.notes,
-        chain_runs=chain_runs, gain_path=path, workers=workers,
+        chain_runs=chain_runs, gain_path=path, workers=workers, input_decodes=decodes,
     )
 
 

@@ -35,6 +35,7 @@ def test_parallel_single_run_equals_the_sequential_chain(chunk_seconds, channels
     default, report = normalize_array(x, RATE, chunk_seconds=chunk_seconds, workers=2)
     assert (first.chain_runs, first.gain_path, first.workers) == (2, "chain twice", 1)
     assert (report.chain_runs, report.gain_path, report.workers) == (1, "in place", 2)
+    assert (first.input_decodes, report.input_decodes) == (3, 1), "the scan and the chain share one decode"
     assert snr_db(default, sequential) >= 120.0
     assert report.gain_db == pytest.approx(first.gain_db, abs=1e-9)
     assert report.loudness_in_lufs == pytest.approx(first.loudness_in_lufs, abs=1e-9)
@@ -46,12 +47,23 @@ def test_files_through_each_gain_path_equal_the_sequential_chain(long_wav, tmp_p
     sequential = normalize_file(long_wav, tmp_path / f"sequential{suffix}", workers=1, spill="never",
                                 output_subtype=subtype)
     default = normalize_file(long_wav, tmp_path / f"default{suffix}", output_subtype=subtype)
-    assert default.gain_path == path and default.chain_runs == 1
+    assert default.gain_path == path and default.chain_runs == 1 and default.input_decodes == 1
     a, _ = sf.read(tmp_path / f"default{suffix}", dtype="float64")
     b, _ = sf.read(tmp_path / f"sequential{suffix}", dtype="float64")
     assert a.shape == b.shape and snr_db(a, b) >= 120.0
     assert abs(default.loudness_out_lufs - sequential.loudness_out_lufs) < 1e-6
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"default{suffix}", f"sequential{suffix}"])
+
+
+@pytest.mark.parametrize("grid", ["service", "file"])
+def test_a_run_without_loudness_follows_the_scan_on_one_decode(grid):
+    """With no gain there is no measure pass: the apply pass is the chain's one run, and on the
+    service grid it reads the scan's decode (20 s: longer than the scan may lead)."""
+    x = speech_like(20.0, RATE, 2, seed=5)
+    sequential, first = normalize_array(x, RATE, normalize_loudness=False, gate_grid=grid, workers=1)
+    default, report = normalize_array(x, RATE, normalize_loudness=False, gate_grid=grid, workers=2)
+    assert report.input_decodes == (1 if grid == "service" else 2) and first.input_decodes == 2
+    assert report.chain_runs == 1 and snr_db(default, sequential) >= 120.0
 
 
 @pytest.mark.parametrize("rate", [44100, 48000])
