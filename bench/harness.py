@@ -202,6 +202,9 @@ def execute(spec: RunSpec, scratch: Path, captures: Path | None, limit: int, ref
     capture = captures / f"{spec.run_id}.bin" if captures else None
     if capture:
         capture.unlink(missing_ok=True)
+    # The previous run's output (200 MB and more) is still being written back to disk: flushed
+    # here, it is not billed to this run. Measured: streaming after sox took 8.5 s, 7.0 s after sync.
+    os.sync()
     result = run_measured(command(spec, output, capture), memory_limit_bytes=limit, cwd=str(ROOT))
     report = {}
     output.with_suffix(".noise-profile").unlink(missing_ok=True)
