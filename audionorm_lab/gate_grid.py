@@ -126,7 +126,7 @@ class GateGrid:
 
 
 def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateGrid, n_fft: int,
-                   block_frames: int = SCAN_BLOCK_FRAMES, workers: int = 1,
+                   block_frames: int = SCAN_BLOCK_FRAMES,
                    on_piece: Callable[[int, np.ndarray], None] | None = None) -> tuple[np.ndarray, int]:
     """Each piece's loudest STFT magnitude per channel and bin, in one streamed pass.
 
@@ -140,8 +140,6 @@ def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateG
         ``read(n)`` returns up to ``n`` float32 ``(frames, channels)`` frames, fewer only at the end.
     block_frames : int
         Samples read at a time; memory is O(block_frames + n_fft).
-    workers : int
-        Threads that share the FFTs.
     on_piece : callable, optional
         ``on_piece(piece, peaks)`` as soon as a piece's peaks are final, in piece order; the
         peaks are then handed over, not kept (and ``peaks`` below is None).
@@ -189,7 +187,7 @@ def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateG
                     segment[max(0, hi - seg_start):] = 0
                 frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft, axis=0)[::hop]  # (count, ch, n_fft)
                 for channel in range(channels):  # windowed in float64, as the gate's STFT
-                    magnitude = np.abs(frame_spectra(frames[:, channel], workers))
+                    magnitude = np.abs(frame_spectra(frames[:, channel]))
                     np.maximum(peaks[piece][channel], magnitude.max(axis=0), out=peaks[piece][channel])
                 centre += count * hop
             next_centre[piece] = centre

@@ -243,7 +243,7 @@ class _Chain:
                 lead, trail = lead + zeros_before, trail + zeros_after
         block_start, core_end = start - lead, start + core
         block_end = core_end + trail
-        parts = []
+        out = np.empty((core, self.channels), np.float32)  # each part gated into its place: no concatenation
         for piece, part_start, part_end in grid.split(start, core_end):
             left = lead if part_start == start else max(lead, reach)
             right = trail if part_end == core_end else max(trail, reach)
@@ -252,9 +252,9 @@ class _Chain:
             block = padded[max(first, block_start) - block_start: end - block_start]
             if first < block_start:  # no context left of an unaligned start: zeros up to the grid
                 block = np.concatenate([np.zeros((block_start - first, self.channels), np.float32), block])
-            parts.append(self.gate.process(block, self._open_bins(piece),
-                                           keep=(part_start - first, part_end - first), workers=workers))
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+            self.gate.process(block, self._open_bins(piece), keep=(part_start - first, part_end - first),
+                              workers=workers, out=out[part_start - start: part_end - start])
+        return out
 
     def _open_bins(self, piece: int) -> np.ndarray | None:
         """The bins the 80 dB floor opens in the piece (waits for the scan to pass it); None: the

@@ -199,7 +199,8 @@ class NoiseGate:
         return floor_db > self.noise_threshold_db
 
     def process(self, block: np.ndarray, open_bins: np.ndarray | None = None,
-                keep: tuple[int, int] | None = None, workers: int = 1) -> np.ndarray:
+                keep: tuple[int, int] | None = None, workers: int = 1, out: np.ndarray | None = None
+                ) -> np.ndarray:
         """Gate a block, in pieces of at most ``piece_frames`` with ``context_frames`` of context.
 
         ``open_bins`` (bool, ``(channels, n_fft // 2 + 1)``) are the bins the 80 dB floor
@@ -209,12 +210,16 @@ class NoiseGate:
         only what that needs: the rest of the block is context. The block must start on
         the STFT grid. The pieces are gated on ``workers`` threads, each piece on its own
         (the context makes them independent), so the memory is a few pieces whatever
-        the block's length.
+        the block's length. ``out``, if given, is the float32 ``(end - start, channels)`` array
+        the output is written into (and returned).
         """
         start, end = keep if keep is not None else (0, len(block))
         if open_bins is None:
             open_bins = self._own_open_bins(block)
-        out = np.empty((end - start, block.shape[1]), np.float32)
+        if out is None:
+            out = np.empty((end - start, block.shape[1]), np.float32)
+        elif out.shape != (end - start, block.shape[1]) or out.dtype != np.float32:
+            raise ValueError(f"out must be float32 {(end - start, block.shape[1])}, not {out.dtype} {out.shape}")
         first_piece = start - start % self.hop_frames
         # equal pieces of at most piece_frames (on the hop grid): no short, mostly-context last piece
         count = max(1, math.ceil((end - first_piece) / self.piece_frames))

@@ -30,10 +30,15 @@ def hann(n_fft: int) -> np.ndarray:
 BATCH_FRAMES = 128
 
 
-def frame_spectra(frames: np.ndarray, workers: int = 1) -> np.ndarray:
-    """Spectra of windowed frames ``(..., n_fft)``, scaled as scipy's ``stft`` scales them;
-    ``workers`` threads share the FFTs."""
-    return scipy.fft.rfft(frames * _analysis_window(frames.shape[-1]), axis=-1, workers=workers)
+def frame_spectra(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Spectra of frames ``(..., n_fft)``, scaled as scipy's ``stft`` scales them, in float64;
+    written into ``out`` (complex128, ``(..., n_fft // 2 + 1)``) when it is given.
+
+    numpy's FFT (the same pocketfft as scipy.fft, the same results) can write in place,
+    which saves a copy of every spectrum.
+    """
+    windowed = np.multiply(frames, _analysis_window(frames.shape[-1]), dtype=np.float64)
+    return np.fft.rfft(windowed, axis=-1, out=out)
 
 
 @lru_cache(maxsize=8)
@@ -57,7 +62,8 @@ def stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
     spectra = np.empty((len(frames), n_fft // 2 + 1), np.complex128)
     for first in range(0, len(frames), BATCH_FRAMES):
-        spectra[first: first + BATCH_FRAMES] = frame_spectra(frames[first: first + BATCH_FRAMES])
+        batch = frames[first: first + BATCH_FRAMES]
+        frame_spectra(batch, out=spectra[first: first + len(batch)])
     return spectra
 
 

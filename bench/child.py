@@ -11,8 +11,6 @@ import argparse
 import json
 import sys
 
-import memray
-
 from audionorm_lab import NormalizeOptions
 from audionorm_lab.strategies import STRATEGIES
 
@@ -32,6 +30,8 @@ def main(argv=None) -> int:
     extra = {"concat": args.concat} if args.strategy == "ffmpeg-segments" else {}
     run = STRATEGIES[args.strategy]
     if args.capture:
+        import memray  # only when tracking: its import is no part of an untracked run's time
+
         with memray.Tracker(args.capture):
             report = run(args.input, args.output, options, **extra)
     else:
