@@ -173,6 +173,10 @@ class _Chain:
             self.filters.append(band)
             if note:
                 self.notes.append(note)
+        # The IIR stages run as one cascade: scipy's sosfilt costs about the same per sample
+        # whatever the number of sections, so one call instead of one per stage halves their time.
+        self.cascade = IIRFilter(np.vstack([f.sos for f in self.filters]), channels,
+                                 " + ".join(f.name for f in self.filters)) if self.filters else None
         # Geometry of the noise gate (the same for every profile at this rate).
         self.gate: NoiseGate | None = None
         self.peak_scan: PeakScan | None = None  # each grid piece's open bins (the 80 dB floor)
@@ -201,14 +205,12 @@ class _Chain:
         return names + [f.name for f in self.filters]
 
     def reset(self) -> None:
-        for stage in self.filters:
-            stage.reset()
+        if self.cascade is not None:
+            self.cascade.reset()
 
     def filter(self, x: np.ndarray) -> np.ndarray:
-        """The IIR stages, in order: sequential in time (their state carries over)."""
-        for stage in self.filters:
-            x = stage.process(x)
-        return x
+        """The IIR stages, in order, as one cascade: sequential in time (its state carries over)."""
+        return x if self.cascade is None else self.cascade.process(x)
 
     def gate_chunk(self, chunk: "_Chunk", workers: int = 1) -> np.ndarray:
         """The noise gate's output for a chunk's core (the core itself without a gate).
