@@ -20,6 +20,11 @@ Settings come from the environment:
   does nothing. A shorter timeout finishes jobs sooner after a cold shutdown.
   Unacknowledged messages are looked for every ``AUDIONORM_RESTORE_INTERVAL``
   seconds (default 10).
+- ``AUDIONORM_RESTORE_MUTEX_EXPIRE``: seconds (default 30) after which the lock
+  kombu's restore pass takes in Redis expires. A worker killed during a restore
+  pass, or a broker restart during one, leaves the lock behind, and no worker
+  restores anything until it expires: kombu's default of 300 s would hold a cold
+  shutdown's jobs back five minutes beyond the visibility timeout.
 
 Delivery (:mod:`audionorm_lab.delivery`): the task is ``acks_late`` with
 ``reject_on_worker_lost``. When the process running a job dies (the OOM killer's
@@ -63,6 +68,7 @@ from .strategies import full_load, streaming
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 900
+DEFAULT_RESTORE_MUTEX_EXPIRE_SECONDS = 30
 MODES = ("auto", "full-load", "streaming")
 
 app = Celery("audionorm_lab")
@@ -78,9 +84,8 @@ app.conf.update(
                                                    DEFAULT_VISIBILITY_TIMEOUT_SECONDS)),
         "unacked_restore_interval": float(os.environ.get("AUDIONORM_RESTORE_INTERVAL", 10)),
         "unacked_restore_throttle": 1,  # look on every interval, not on every tenth
-        # kombu's restore pass holds a mutex in Redis; one that a kill or a broker restart leaves behind
-        # would hold every restore back for kombu's default 300 s
-        "unacked_mutex_expire": 30,
+        "unacked_mutex_expire": float(os.environ.get("AUDIONORM_RESTORE_MUTEX_EXPIRE",
+                                                     DEFAULT_RESTORE_MUTEX_EXPIRE_SECONDS)),
     },
 )
 

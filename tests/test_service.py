@@ -150,3 +150,37 @@ def test_a_long_job_past_the_visibility_timeout_is_not_run_twice_at_once(tmp_pat
     assert busy and all(starts[0]["time"] < b["time"] < ends[0]["time"] for b in busy), runs
     assert all(b["pid"] != starts[0]["pid"] for b in busy), "the copy was delivered to the other pool process"
     assert report["delivery"]["delivery"] == 1 and sf.info(out).frames == report["input_frames"]
+
+
+def test_a_restore_pass_cut_short_holds_a_cold_shutdowns_job_back_only_until_its_lock_expires(tmp_path, five_minutes):
+    """kombu's restore pass takes a lock in Redis (``unacked_mutex``, SET NX PX). A worker killed in the middle of
+    a pass, or a broker restart during one, leaves it behind, and nothing is restored until it expires (kombu's
+    default: 300 s). Here a cold shutdown kills the worker running a job and such a lock is left; the job's message
+    comes back once the lock expires (AUDIONORM_RESTORE_MUTEX_EXPIRE, 8 s here), not before, and is finished."""
+    import redis
+
+    from bench.celery_cluster import CeleryWorker
+
+    expire = 8.0
+    env = {"AUDIONORM_VISIBILITY_TIMEOUT": "2", "AUDIONORM_RESTORE_INTERVAL": "0.5",
+           "AUDIONORM_RESTORE_MUTEX_EXPIRE": str(expire)}
+    with Service(LIMIT, tmp_path / "service", env=env) as service:
+        out = tmp_path / "out.wav"
+        result = service.send(five_minutes, out, "streaming", options={"workers": 1})
+        ledger = service.ledger()
+        _wait_for_run(ledger, result.id, 1)
+        service.worker.cold_shutdown()  # its main process too: the message stays unacknowledged
+        left_at = time.time()
+        assert redis.Redis.from_url(service.url).set("unacked_mutex", "a-killed-restore-pass", nx=True,
+                                                     px=int(expire * 1000))
+        replacement = CeleryWorker(service.url, tmp_path / "service", "replacement", env=env).start()
+        try:
+            report = result.get(timeout=120)
+            restored = _wait_for_run(ledger, result.id, 2)
+        finally:
+            replacement.stop()
+    waited = restored["time"] - left_at
+    print(f"restored {waited:.1f} s after the cold shutdown left the lock ({expire:g} s)")
+    assert expire - 0.5 <= waited <= expire + 15, f"restored {waited:.1f} s after the lock was left"
+    assert report["delivery"]["delivery"] == 2 and sf.info(out).frames == report["input_frames"]
+    assert leftovers(tmp_path) == []
