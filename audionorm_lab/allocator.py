@@ -6,7 +6,9 @@ most of them back to the kernel as soon as they are freed (``mmap`` above a thre
 that starts at 128 kB, and heap trimming above twice that), so each new temporary
 page-faults its memory in again: measured here, a third of the FFTs' time and 2 s of
 CPU on a 10-minute file. :func:`tune_malloc` keeps such blocks in the heap for reuse,
-and caps the number of arenas so that threads share them.
+and caps the number of arenas so that threads share them. What the heap keeps that
+way can fragment and creep up over a long file, so the pipeline hands free memory
+back now and then (:func:`release_free_memory`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ ARENAS = 2
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc's malloc.h
 _tuned = False
+_libc = None
 
 
 def tune_malloc() -> None:
@@ -33,7 +36,7 @@ def tune_malloc() -> None:
     :data:`TRIM_THRESHOLD_BYTES` of free heap per arena, :data:`ARENAS` arenas. Where
     the allocator is not glibc (macOS, musl), this does nothing.
     """
-    global _tuned
+    global _tuned, _libc
     if _tuned or not sys.platform.startswith("linux"):
         return
     _tuned = True
@@ -42,5 +45,18 @@ def tune_malloc() -> None:
         libc.mallopt(_M_ARENA_MAX, ARENAS)
         libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
         libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+        libc.malloc_trim  # noqa: B018  (glibc has it: then release_free_memory can call it)
+        _libc = libc
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+def release_free_memory() -> None:
+    """Hand the heap's free pages back to the kernel (glibc's ``malloc_trim``), in every arena.
+
+    A few milliseconds; the pipeline calls it about once per minute of audio, so the
+    memory the heap keeps for reuse cannot creep up with the file's length. Does
+    nothing where :func:`tune_malloc` did nothing.
+    """
+    if _libc is not None:
+        _libc.malloc_trim(0)

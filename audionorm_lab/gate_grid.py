@@ -280,7 +280,7 @@ class PeakScan:
 
     def summarize_with(self, summarize: Callable[[np.ndarray], np.ndarray]) -> None:
         """Keep ``summarize(peaks)`` of each piece instead of its peaks (those so far, and those to
-        come): e.g. the gate's open bins, an eighth of the memory over a long file."""
+        come): e.g. the gate's open bins packed into bits, 1/64 of the memory over a long file."""
         with self._ready:
             self._summarize = summarize
             self._peaks = {piece: summarize(peaks) for piece, peaks in self._peaks.items()}

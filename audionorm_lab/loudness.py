@@ -63,6 +63,13 @@ def _hop_boundary(index: int, sample_rate: int) -> int:
     return ((index + 1) * sample_rate + HOPS_PER_SECOND // 2) // HOPS_PER_SECOND
 
 
+def _hop_lengths(hops: int, sample_rate: int) -> np.ndarray:
+    """Frames in each of the first ``hops`` hops (all equal unless the rate is not a multiple of 10 Hz):
+    computed, not stored, so the meter keeps 8 bytes per 100 ms."""
+    boundaries = ((np.arange(hops, dtype=np.int64) + 1) * sample_rate + HOPS_PER_SECOND // 2) // HOPS_PER_SECOND
+    return np.diff(boundaries, prepend=0)
+
+
 #: Frames filtered at a time by :meth:`LoudnessMeter.update` (bounds its float64 temporaries).
 UPDATE_FRAMES = 1 << 16
 
@@ -93,9 +100,8 @@ class LoudnessMeter:
     def reset(self) -> None:
         """Forget everything measured: start a new stream."""
         self._zi = np.zeros((self._sos.shape[0], 2, self.channels))
-        self._hop_energy = array("d")  # sum over the hop of sum_i G_i * y_i^2
-        self._hop_frames = array("l")
-        self._partial_energy, self._partial_frames = 0.0, 0
+        self._hop_energy = array("d")  # sum over the hop of sum_i G_i * y_i^2 (each hop's length: _hop_lengths)
+        self._partial_energy = 0.0  # of the hop under way
         self.frames = 0
 
     def update(self, block: np.ndarray) -> None:
@@ -124,18 +130,16 @@ class LoudnessMeter:
                 break
             part = power[position - start: boundary - start]
             self._hop_energy.append(self._partial_energy + float(part.sum()))
-            self._hop_frames.append(self._partial_frames + len(part))
-            self._partial_energy, self._partial_frames = 0.0, 0
+            self._partial_energy = 0.0
             position = boundary
         rest = power[position - start:]
         self._partial_energy += float(rest.sum())
-        self._partial_frames += len(rest)
         self.frames = end
 
     def block_loudness(self) -> np.ndarray:
         """Loudness of each complete 400 ms gating block so far, LUFS (BS.1770-4 eq. 4)."""
         energy = np.frombuffer(self._hop_energy, dtype=np.float64)
-        frames = np.frombuffer(self._hop_frames, dtype=np.int64 if self._hop_frames.itemsize == 8 else np.int32)
+        frames = _hop_lengths(len(energy), self.sample_rate)
         if len(energy) < HOPS_PER_BLOCK:
             return np.zeros(0)
         window = np.ones(HOPS_PER_BLOCK)
