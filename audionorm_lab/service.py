@@ -12,9 +12,9 @@ Settings come from the environment:
 - ``AUDIONORM_VISIBILITY_TIMEOUT``: seconds before the Redis transport restores a
   message that was delivered but never acknowledged (its worker's main process was
   killed, or a broker restart lost the acknowledgement). Default 900. Set it from
-  the longest job the service expects: streaming runs at about 70x real time on
-  two free cores, so a 3-hour recording takes about 2.5 minutes alone and about
-  10 minutes with four jobs sharing two cores. A job that runs longer than the
+  the longest job the service expects: streaming runs at about 100x real time on
+  two free cores, so a 3-hour recording takes about 2 minutes alone and about
+  8 minutes with four jobs sharing two cores. A job that runs longer than the
   timeout is still safe: its restored copy finds the job's run lock held and waits
   (a retry with a countdown) until the first run ends, then sees its result and
   does nothing. A shorter timeout finishes jobs sooner after a cold shutdown.
