@@ -4,12 +4,15 @@ numpy's FFTs, its large element-wise operations and scipy's ``sosfilt`` release 
 so threads keep several cores busy without copying chunks between processes. The
 pipeline gates one chunk ahead of the one it filters and writes, and the noise gate
 spreads that chunk's pieces over the workers: memory is two chunks plus a few pieces
-per worker, whatever the number of workers.
+per worker, whatever the number of workers. :class:`Aside` runs a consumer (a meter
+of what is written) on a thread of its own.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -94,9 +97,6 @@ class Aside:
     """
 
     def __init__(self, consumer: Callable[[T], object], depth: int = 4, threaded: bool = True):
-        import queue
-        import threading
-
         self._consumer, self._threaded = consumer, threaded
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
