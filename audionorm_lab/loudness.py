@@ -58,16 +58,15 @@ def channel_weights(channels: int) -> np.ndarray:
     return np.array(layouts.get(channels, [1.0] * channels), dtype=np.float64)
 
 
-def _hop_boundary(index: int, sample_rate: int) -> int:
-    """First frame after hop ``index`` (rounded, so 11.025 kHz works too)."""
+def _hop_boundary(index, sample_rate: int):
+    """First frame after hop ``index`` (rounded, so 11.025 kHz works too); ``index`` may be an array."""
     return ((index + 1) * sample_rate + HOPS_PER_SECOND // 2) // HOPS_PER_SECOND
 
 
 def _hop_lengths(hops: int, sample_rate: int) -> np.ndarray:
     """Frames in each of the first ``hops`` hops (all equal unless the rate is not a multiple of 10 Hz):
     computed, not stored, so the meter keeps 8 bytes per 100 ms."""
-    boundaries = ((np.arange(hops, dtype=np.int64) + 1) * sample_rate + HOPS_PER_SECOND // 2) // HOPS_PER_SECOND
-    return np.diff(boundaries, prepend=0)
+    return np.diff(_hop_boundary(np.arange(hops, dtype=np.int64), sample_rate), prepend=0)
 
 
 #: Frames filtered at a time by :meth:`LoudnessMeter.update` (bounds its float64 temporaries).

@@ -97,7 +97,7 @@ class Aside:
     """
 
     def __init__(self, consumer: Callable[[T], object], depth: int = 4, threaded: bool = True):
-        self._consumer, self._threaded = consumer, threaded
+        self._consumer = consumer
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._drop = False
