@@ -16,7 +16,8 @@ import os
 from array import array
 
 import numpy as np
-from scipy import signal
+
+from .sections import weighted_power
 
 ABSOLUTE_GATE_LUFS = -70.0
 RELATIVE_GATE_LU = -10.0
@@ -115,10 +116,7 @@ class LoudnessMeter:
             self._update(block[first: first + UPDATE_FRAMES])
 
     def _update(self, block: np.ndarray) -> None:
-        weighted, self._zi = signal.sosfilt(self._sos, block, axis=0, zi=self._zi)
-        np.square(weighted, out=weighted)
-        weighted *= self._weights
-        power = weighted.sum(axis=1)  # not @: BLAS would allocate a 32 MiB buffer
+        power = weighted_power(self._sos, block, self._zi, self._weights)
         start = self.frames
         end = start + len(block)
         position = start

@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import signal
 
 from .chunks import array_reader, context_chunks
 from .errors import OptionError
 from .parallel import ordered_map
-from .stft import istft, stft
+from .sections import butterworth, filter_frames
+from .stft import hann, istft, stft
 
 #: noisereduce's default ``chunk_size``: with ``clip_noise_stationary`` its noise profile
 #: is taken from this many frames at the start of the signal it is given.
@@ -27,8 +27,9 @@ NOISE_PROFILE_FRAMES = 600_000
 class IIRFilter:
     """A Butterworth filter as second-order sections, its state carried across blocks.
 
-    Chunked output equals whole-signal ``scipy.signal.sosfilt`` output to float
-    precision for any block lengths, because the state ``zi`` carries over.
+    Chunked output equals whole-signal ``scipy.signal.sosfilt`` output, rounded to float32,
+    bit for bit for any block lengths, because the state ``zi`` carries over
+    (:func:`~audionorm_lab.sections.filter_frames`).
 
     Parameters
     ----------
@@ -51,8 +52,7 @@ class IIRFilter:
     def process(self, block: np.ndarray) -> np.ndarray:
         """Filter the next block: float64 state and arithmetic, float32 out. (The pipeline hands
         it :data:`~audionorm_lab.pipeline.FILTER_FRAMES` at a time, which bounds the temporaries.)"""
-        out, self._zi = signal.sosfilt(self.sos, block, axis=0, zi=self._zi)
-        return out.astype(np.float32, copy=False)
+        return filter_frames(self.sos, block, self._zi)
 
 
 def highpass(cutoff_hz: float, sample_rate: int, channels: int, order: int = 4) -> IIRFilter:
@@ -60,8 +60,7 @@ def highpass(cutoff_hz: float, sample_rate: int, channels: int, order: int = 4) 
     nyquist = sample_rate / 2
     if not 0 < cutoff_hz < nyquist:
         raise OptionError(f"high-pass cutoff {cutoff_hz:g} Hz must lie between 0 and {nyquist:g} Hz (Nyquist)")
-    sos = signal.butter(order, cutoff_hz, "highpass", fs=sample_rate, output="sos")
-    return IIRFilter(sos, channels, f"highpass {cutoff_hz:g} Hz")
+    return IIRFilter(butterworth(order, cutoff_hz, "highpass", sample_rate), channels, f"highpass {cutoff_hz:g} Hz")
 
 
 def voice_band(low_hz: float, high_hz: float, sample_rate: int, channels: int, order: int = 4
@@ -78,11 +77,11 @@ def voice_band(low_hz: float, high_hz: float, sample_rate: int, channels: int, o
     if low_hz >= 0.95 * nyquist:
         raise OptionError(f"voice band low edge {low_hz:g} Hz is above Nyquist ({nyquist:g} Hz)")
     if high_hz >= 0.95 * nyquist:
-        sos = signal.butter(order, low_hz, "highpass", fs=sample_rate, output="sos")
+        sos = butterworth(order, low_hz, "highpass", sample_rate)
         note = (f"voice band upper edge {high_hz:g} Hz is at or above Nyquist at {sample_rate} Hz: "
                 f"voice band applied as a {low_hz:g} Hz high-pass")
         return IIRFilter(sos, channels, f"voice band {low_hz:g} Hz-Nyquist"), note
-    sos = signal.butter(order, [low_hz, high_hz], "bandpass", fs=sample_rate, output="sos")
+    sos = butterworth(order, (low_hz, high_hz), "bandpass", sample_rate)
     return IIRFilter(sos, channels, f"voice band {low_hz:g}-{high_hz:g} Hz"), None
 
 
@@ -309,12 +308,24 @@ def noise_profile_db(noise_clip: np.ndarray, n_fft: int = 1024, piece_frames: in
     padded = np.concatenate([np.zeros(n_fft // 2, np.float32), mono, np.zeros(n_fft // 2, np.float32)])
     frames = 1 + (len(padded) - n_fft) // hop
 
+    # scipy.signal.stft's steps for a float32 signal, as noisereduce calls it (boundary=None,
+    # padded=False), operation for operation: the window cast to complex64, the FFT in float32,
+    # the same scaling and layout; so the profile is the same to the last bit
+    # (scipy.fft's float32 transform, as scipy's stft uses: numpy's rounds differently in float32.
+    # Imported here, not with this module: only a run that denoises needs it, and it takes 0.2 s.)
+    import scipy.fft
+
+    window = hann(n_fft).astype(np.complex64)
+    scale = np.sqrt(1.0 / window.sum() ** 2)
+
     def pieces():
         for first in range(0, frames, piece_frames):
             last = min(frames, first + piece_frames)
-            segment = padded[first * hop: (last - 1) * hop + n_fft]
-            _, _, spectrum = signal.stft(segment, nfft=n_fft, nperseg=n_fft, noverlap=n_fft - hop,
-                                         boundary=None, padded=False)
+            segment = np.lib.stride_tricks.sliding_window_view(padded[first * hop: (last - 1) * hop + n_fft],
+                                                               n_fft)[::hop]
+            spectrum = scipy.fft.rfft((window * segment).real, n=n_fft)
+            spectrum *= scale
+            spectrum = np.moveaxis(spectrum.astype(np.complex64), -1, -2)  # (bins, frames), as scipy returns it
             yield 20.0 * np.log10(np.abs(spectrum) + np.finfo(np.float64).eps)
 
     floor = np.max([piece.max(axis=1) for piece in pieces()], axis=0) - 80.0

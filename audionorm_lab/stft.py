@@ -14,14 +14,17 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import scipy.fft
-from scipy import signal
 
 
 @lru_cache(maxsize=8)
 def hann(n_fft: int) -> np.ndarray:
-    """scipy's periodic Hann window of ``n_fft`` samples (float64, read-only)."""
-    window = signal.get_window("hann", n_fft)
+    """scipy's periodic Hann window of ``n_fft`` samples (float64, read-only): ``get_window("hann", n_fft)``,
+    computed as scipy computes it (a cosine sum over ``n_fft + 1`` points, the last dropped), to the bit."""
+    angles = np.linspace(-np.pi, np.pi, n_fft + 1)
+    window = np.zeros(n_fft + 1)
+    for order, weight in enumerate((0.5, 0.5)):
+        window += weight * np.cos(order * angles)
+    window = window[:n_fft]
     window.flags.writeable = False
     return window
 
@@ -77,7 +80,7 @@ def istft(spectra: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     out = np.zeros((count + overlap - 1, hop))
     synthesis = (window * window.sum()).reshape(overlap, hop)
     for first in range(0, count, BATCH_FRAMES):
-        frames = scipy.fft.irfft(spectra[first: first + BATCH_FRAMES], n=n_fft, axis=-1).reshape(-1, overlap, hop)
+        frames = np.fft.irfft(spectra[first: first + BATCH_FRAMES], n=n_fft, axis=-1).reshape(-1, overlap, hop)
         frames *= synthesis
         for part in range(overlap):
             out[first + part: first + part + len(frames)] += frames[:, part]
