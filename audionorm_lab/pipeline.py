@@ -173,8 +173,8 @@ class _Chain:
             self.filters.append(band)
             if note:
                 self.notes.append(note)
-        # The IIR stages run as one cascade: scipy's sosfilt costs about the same per sample
-        # whatever the number of sections, so one call instead of one per stage halves their time.
+        # The IIR stages run as one cascade: one pass over the samples, whose sections the CPU
+        # overlaps (:mod:`audionorm_lab.sections`), instead of one pass per stage.
         self.cascade = IIRFilter(np.vstack([f.sos for f in self.filters]), channels,
                                  " + ".join(f.name for f in self.filters)) if self.filters else None
         # Geometry of the noise gate (the same for every profile at this rate).
