@@ -105,10 +105,12 @@ class LoudnessMeter:
         self.frames = 0
 
     def update(self, block: np.ndarray) -> None:
-        """Feed the next ``(frames, channels)`` block of the stream.
+        """Feed the next ``(frames, channels)`` block of the stream (float32, as the pipeline's
+        blocks are; other types are rounded to it).
 
-        Filtered in sub-blocks of :data:`UPDATE_FRAMES`, so the float64 temporaries stay a
-        few MB whatever the block's length.
+        K-weighted and summed over the channels in one loop (float64 state and arithmetic,
+        :func:`~audionorm_lab.sections.weighted_power`), in sub-blocks of :data:`UPDATE_FRAMES`,
+        so the temporaries stay about 0.5 MB whatever the block's length.
         """
         if block.ndim == 1:
             block = block[:, None]
