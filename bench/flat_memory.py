@@ -20,10 +20,9 @@ from pathlib import Path
 
 from data.fetch_samples import make_sample, parse_duration
 
-from .measure import default_memory_limit, run_measured
+from .measure import IMPORT_FLOOR_COMMAND, default_memory_limit, run_measured
 
 RESULTS = Path(__file__).resolve().parent / "results"
-IMPORT_FLOOR = [sys.executable, "-c", "import numpy, scipy.signal, soundfile, noisereduce"]
 MB = 1e6
 
 
@@ -63,7 +62,7 @@ def main(argv=None) -> int:
     lengths = {name: parse_duration(getattr(args, name)) for name in ("short", "long", "baseline")}
     samples = {name: make_sample(seconds, "mp3", log=lambda m: print(m, file=sys.stderr))
                for name, seconds in lengths.items()}
-    rows = [measure("import floor", IMPORT_FLOOR, args.repeat, limit, 0.0)]
+    rows = [measure("import floor", IMPORT_FLOOR_COMMAND, args.repeat, limit, 0.0)]
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "out.wav"
         for name in ("short", "long", "baseline"):

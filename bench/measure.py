@@ -14,12 +14,19 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 
 import psutil
+
+#: The import floor: a fresh Python that imports what a streaming run imports before its first
+#: sample (audionorm_lab, with numpy and soundfile). Peak RSS "above the floor" is the working
+#: set. (It was numpy, scipy.signal, soundfile and noisereduce, about 115 MB, while the
+#: streaming path imported scipy.signal; it no longer does, and noisereduce is the full-load's.)
+IMPORT_FLOOR_COMMAND = [sys.executable, "-c", "import audionorm_lab.strategies"]
 
 
 @dataclass

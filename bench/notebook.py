@@ -18,7 +18,7 @@ import numpy as np
 from audionorm_lab import normalize_array
 
 from . import harness
-from .measure import run_measured
+from .measure import IMPORT_FLOOR_COMMAND, run_measured
 
 MB = 1e6
 
@@ -76,9 +76,9 @@ def service_load(out: str | Path, **options) -> dict:
 
 
 def import_floor_bytes(repeat: int = 3) -> float:
-    """Peak RSS of a fresh Python that only imports numpy, scipy.signal, soundfile and noisereduce (median)."""
-    command = [sys.executable, "-c", "import numpy, scipy.signal, soundfile, noisereduce"]
-    return float(np.median([run_measured(command).peak_rss_bytes for _ in range(repeat)]))
+    """Peak RSS of a fresh Python that imports what a streaming run imports (median of ``repeat``):
+    :data:`bench.measure.IMPORT_FLOOR_COMMAND`."""
+    return float(np.median([run_measured(IMPORT_FLOOR_COMMAND).peak_rss_bytes for _ in range(repeat)]))
 
 
 def table(rows: list[dict], columns: list[str]) -> str:
