@@ -12,19 +12,16 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from .regression import at_default_chunking
+
 MB = 1e6
 COLOURS = {"full-load": "tab:red", "ffmpeg-segments": "tab:orange", "streaming": "tab:green",
            "ffmpeg-filters": "tab:blue", "sox": "tab:purple"}
 
 
-def _default_chunk(rows, default_chunk=10.0, default_overlap=0.5):
-    return [r for r in rows if r["chunk_seconds"] in (None, default_chunk)
-            and r["overlap_seconds"] in (None, default_overlap)]
-
-
 def plot_rss_vs_size(rows, limit, ax):
     for strategy in sorted({r["strategy"] for r in rows}):
-        mine = sorted((r for r in _default_chunk(rows) if r["strategy"] == strategy), key=lambda r: r["audio_seconds"])
+        mine = sorted((r for r in at_default_chunking(rows) if r["strategy"] == strategy), key=lambda r: r["audio_seconds"])
         ok = [r for r in mine if r["status"] == "ok"]
         killed = [r for r in mine if r["status"].startswith("killed")]
         colour = COLOURS.get(strategy)
@@ -34,8 +31,9 @@ def plot_rss_vs_size(rows, limit, ax):
             ax.plot([r["audio_seconds"] / 60 for r in killed], [r["rss_at_kill_bytes"] / MB for r in killed], "X",
                     color=colour, markersize=12, label=f"{strategy}: killed (signal 9)")
     ax.axhline(limit / MB, color="black", linestyle="--", linewidth=1, label=f"memory limit {limit / MB:.0f} MB")
-    ax.set(xscale="log", yscale="log", xlabel="audio (minutes)", ylabel="peak RSS of the process tree (MB)",
-           title="Peak memory against file length")
+    if any(len(line.get_xdata()) for line in ax.get_lines()[:-1]):  # log axes need points (not just the limit)
+        ax.set(xscale="log", yscale="log")
+    ax.set(xlabel="audio (minutes)", ylabel="peak RSS of the process tree (MB)", title="Peak memory against file length")
     ax.legend(fontsize=8)
 
 
@@ -53,7 +51,7 @@ def plot_rss_vs_chunk(rows, ax):
 
 
 def plot_throughput(rows, ax):
-    ok = [r for r in _default_chunk(rows) if r["status"] == "ok"]
+    ok = [r for r in at_default_chunking(rows) if r["status"] == "ok"]
     sizes = sorted({r["size"] for r in ok}, key=lambda s: min(r["audio_seconds"] for r in ok if r["size"] == s))
     strategies = sorted({r["strategy"] for r in ok})
     width = 0.8 / max(1, len(strategies))

@@ -64,8 +64,7 @@ def check(measured: dict, baseline: dict) -> list[dict]:
 def ratios(rows: list[dict], reference: str = "streaming") -> list[dict]:
     """Each strategy's wall time and peak RSS over ``reference``'s on the same size, from one run
     (default chunking, first repeat); rows for a table, in the order of the run."""
-    default = [r for r in rows if r["status"] == "ok" and r["repeat"] == 0
-               and r["chunk_seconds"] in (None, _default_chunk()) and r["overlap_seconds"] in (None, _default_overlap())]
+    default = [r for r in at_default_chunking(rows) if r["status"] == "ok" and r["repeat"] == 0]
     references = {r["size"]: r for r in default if r["strategy"] == reference}
     table = []
     for r in default:
@@ -79,13 +78,11 @@ def ratios(rows: list[dict], reference: str = "streaming") -> list[dict]:
     return table
 
 
-def _default_chunk() -> float:
+def at_default_chunking(rows: list[dict]) -> list[dict]:
+    """The rows run at :class:`~audionorm_lab.NormalizeOptions`' default chunk and overlap (or with
+    none: the strategies that do not chunk)."""
     from audionorm_lab import NormalizeOptions
 
-    return NormalizeOptions().chunk_seconds
-
-
-def _default_overlap() -> float:
-    from audionorm_lab import NormalizeOptions
-
-    return NormalizeOptions().overlap_seconds
+    default = NormalizeOptions()
+    return [r for r in rows if r["chunk_seconds"] in (None, default.chunk_seconds)
+            and r["overlap_seconds"] in (None, default.overlap_seconds)]

@@ -97,3 +97,23 @@ def test_compare_flags_regressions(quick_run, tmp_path):
     (tmp_path / "worse.json").write_text(json.dumps(worse))
     result = bench("compare", quick_run[0], tmp_path / "worse.json")
     assert result.returncode == 1 and "regression: peak RSS" in result.stdout
+
+
+def test_plots_draw_the_default_chunking_and_survive_a_run_without_it(tmp_path):
+    """A streaming-only run at the default 5 s chunks (the 1-163 minute flatness run) is drawn; one
+    at another chunk length has nothing for the size plot, whose log axes then stay linear."""
+    from matplotlib.figure import Figure
+
+    from audionorm_lab import NormalizeOptions
+    from bench.plots import make_plots, plot_rss_vs_size
+
+    default = NormalizeOptions()
+    rows = [{"strategy": "streaming", "size": f"{m}m", "audio_seconds": 60.0 * m, "status": "ok",
+             "chunk_seconds": default.chunk_seconds, "overlap_seconds": default.overlap_seconds,
+             "peak_rss_bytes": (99 + m / 20) * 1e6, "realtime_multiple": 110.0, "repeat": 0} for m in (1, 10, 60, 163)]
+    ax = Figure().subplots()
+    plot_rss_vs_size(rows, 4e9, ax)
+    assert list(ax.get_lines()[0].get_xdata()) == [1, 10, 60, 163] and ax.get_xscale() == "log"
+    for run in (rows, [dict(r, chunk_seconds=30.0) for r in rows]):
+        written = make_plots(run, tmp_path / str(run[0]["chunk_seconds"]), int(4e9))
+        assert [p.read_bytes()[:4] for p in written] == [b"\x89PNG"] * 4
