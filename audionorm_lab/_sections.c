@@ -14,9 +14,9 @@
 #define MAX_SECTIONS 32
 
 /* Channels first .. first + CH - 1 of `frames` interleaved frames (`stride` channels each) through
- * S sections, a frame at a time. With S and CH known when compiled, the loops unroll and the
- * state stays in registers, so the CPU overlaps one frame's later sections with the next frame's
- * first ones. `power`, if given, gets sum(weight * y ** 2) over these channels (added, in
+ * S sections, a frame at a time. With S known when compiled (FILTER_FIXED) and a pair of
+ * channels, the loops unroll and the pair's state stays in vector registers, so the CPU overlaps
+ * one frame's later sections with the next frame's first ones. `power`, if given, gets sum(weight * y ** 2) over these channels (added, in
  * channel order, to what it holds when `first` > 0). */
 #define FILTER_BODY(S, CH)                                                                            \
     double z0[MAX_SECTIONS][CH], z1[MAX_SECTIONS][CH];                                                \
@@ -74,9 +74,44 @@ typedef void (*group_filter)(const double *sos, Py_ssize_t sections, double *sta
         FILTER_BODY(sections, CH)                                                                     \
     }
 
-/* The section counts the chain uses: 2 (K-weighting; a high-pass), 4 (the voice band), 6 (both). */
-FILTER_FIXED(2, 1) FILTER_FIXED(2, 2) FILTER_FIXED(4, 1) FILTER_FIXED(4, 2) FILTER_FIXED(6, 1) FILTER_FIXED(6, 2)
+/* The section counts the chain uses: 2 (K-weighting; a high-pass), 4 (the voice band), 6 (both);
+ * other counts, and a last odd channel with them, take FILTER_ANY. */
+FILTER_FIXED(2, 2) FILTER_FIXED(4, 2) FILTER_FIXED(6, 2)
 FILTER_ANY(1) FILTER_ANY(2)
+
+/* One channel: the state as named variables, which the compiler keeps in registers (it leaves a
+ * one-channel state array in memory, and the loop then waits on its stores and loads). */
+#define REPEAT2(M) M(0) M(1)
+#define REPEAT4(M) REPEAT2(M) M(2) M(3)
+#define REPEAT6(M) REPEAT4(M) M(4) M(5)
+#define MONO_LOAD(s) double z0_##s = state[2 * stride * (s) + first], z1_##s = state[2 * stride * (s) + stride + first];
+#define MONO_STORE(s) state[2 * stride * (s) + first] = z0_##s; state[2 * stride * (s) + stride + first] = z1_##s;
+#define MONO_SECTION(s)                                                                               \
+    {                                                                                                 \
+        const double *c = sos + 6 * (s);                                                              \
+        double x_new = c[0] * x + z0_##s;                                                             \
+        z0_##s = c[1] * x - c[4] * x_new + z1_##s;                                                    \
+        z1_##s = c[2] * x - c[5] * x_new;                                                             \
+        x = x_new;                                                                                    \
+    }
+
+#define FILTER_MONO(S)                                                                                \
+    static void filter_##S##_1(const double *sos, Py_ssize_t sections, double *state, const float *in, \
+                               float *out, double *power, const double *weights, Py_ssize_t frames,   \
+                               Py_ssize_t stride, Py_ssize_t first)                                   \
+    {                                                                                                 \
+        (void)sections;                                                                               \
+        REPEAT##S(MONO_LOAD)                                                                          \
+        for (Py_ssize_t n = 0; n < frames; n++) {                                                     \
+            double x = in[n * stride + first];                                                        \
+            REPEAT##S(MONO_SECTION)                                                                   \
+            if (out) out[n * stride + first] = (float)x;                                              \
+            if (power) power[n] = first ? power[n] + x * x * weights[first] : x * x * weights[first]; \
+        }                                                                                             \
+        REPEAT##S(MONO_STORE)                                                                         \
+    }
+
+FILTER_MONO(2) FILTER_MONO(4) FILTER_MONO(6)
 
 static group_filter group_filter_for(Py_ssize_t sections, Py_ssize_t channels)
 {

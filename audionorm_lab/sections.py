@@ -5,8 +5,8 @@ bit (then rounded to float32): the same direct-form II transposed recurrence, te
 in float64. It runs in a small C extension (``_sections.c``) without the GIL, and takes a
 frame's channels through each section together, where scipy filters one channel after the
 other. Per 65,536 stereo frames (``python -m bench sections``), the chain's 6 sections take
-0.74 ms against scipy's 1.39, and the 2 K-weighting sections 0.25 against 0.95 ms; on one
-channel the 6 sections take about 20 % longer than scipy's, the K-weighting half as long.
+0.74 ms against scipy's 1.38, and the 2 K-weighting sections 0.24 against 0.94 ms; on one
+channel, 0.59 against 0.71 and 0.24 against 0.49 ms.
 :func:`weighted_power` is the loudness meter's K-weighting and channel sum in the same loop.
 
 :func:`butterworth` designs the filters here, with numpy alone: with it, nothing on the
