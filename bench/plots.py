@@ -61,7 +61,8 @@ def plot_throughput(rows, ax):
         ax.bar([x + i * width for x in range(len(sizes))], values, width, color=COLOURS.get(strategy), label=strategy)
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(sizes))], sizes)
     ax.set(ylabel="multiple of real time", title="Throughput (higher is faster)")
-    ax.legend(fontsize=8)
+    if strategies:
+        ax.legend(fontsize=8)
 
 
 def plot_full_load_limit(rows, limit, ax):
