@@ -17,7 +17,7 @@ from .chunks import array_reader, context_chunks
 from .errors import OptionError
 from .parallel import ordered_map
 from .sections import butterworth, filter_frames
-from .stft import hann, istft, stft
+from .stft import istft, scipy_stft_float32, stft
 
 #: noisereduce's default ``chunk_size``: with ``clip_noise_stationary`` its noise profile
 #: is taken from this many frames at the start of the signal it is given.
@@ -308,24 +308,10 @@ def noise_profile_db(noise_clip: np.ndarray, n_fft: int = 1024, piece_frames: in
     padded = np.concatenate([np.zeros(n_fft // 2, np.float32), mono, np.zeros(n_fft // 2, np.float32)])
     frames = 1 + (len(padded) - n_fft) // hop
 
-    # scipy.signal.stft's steps for a float32 signal, as noisereduce calls it (boundary=None,
-    # padded=False), operation for operation: the window cast to complex64, the FFT in float32,
-    # the same scaling and layout; so the profile is the same to the last bit
-    # (scipy.fft's float32 transform, as scipy's stft uses: numpy's rounds differently in float32.
-    # Imported here, not with this module: only a run that denoises needs it, and it takes 0.2 s.)
-    import scipy.fft
-
-    window = hann(n_fft).astype(np.complex64)
-    scale = np.sqrt(1.0 / window.sum() ** 2)
-
     def pieces():
         for first in range(0, frames, piece_frames):
             last = min(frames, first + piece_frames)
-            segment = np.lib.stride_tricks.sliding_window_view(padded[first * hop: (last - 1) * hop + n_fft],
-                                                               n_fft)[::hop]
-            spectrum = scipy.fft.rfft((window * segment).real, n=n_fft)
-            spectrum *= scale
-            spectrum = np.moveaxis(spectrum.astype(np.complex64), -1, -2)  # (bins, frames), as scipy returns it
+            spectrum = scipy_stft_float32(padded[first * hop: (last - 1) * hop + n_fft], n_fft, hop)
             yield 20.0 * np.log10(np.abs(spectrum) + np.finfo(np.float64).eps)
 
     floor = np.max([piece.max(axis=1) for piece in pieces()], axis=0) - 80.0

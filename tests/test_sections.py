@@ -11,7 +11,7 @@ from audionorm_lab.loudness import channel_weights, k_weighting_sos
 from audionorm_lab.metrics import snr_db
 from audionorm_lab.sections import butterworth, filter_frames, weighted_power
 from audionorm_lab.stages import highpass, noise_profile_db, voice_band
-from audionorm_lab.stft import hann
+from audionorm_lab.stft import hann, scipy_stft_float32
 from conftest import encode, speech_like
 
 RATE = 44100
@@ -101,6 +101,9 @@ def test_the_window_and_the_noise_profile_are_scipys_to_the_bit():
     mono = clip.mean(axis=1)
     padded = np.concatenate([np.zeros(512, np.float32), mono, np.zeros(512, np.float32)])
     _, _, spectrum = signal.stft(padded, nfft=1024, nperseg=1024, noverlap=768, boundary=None, padded=False)
+    ours = scipy_stft_float32(padded, 1024, 256)
+    assert ours.dtype == spectrum.dtype == np.complex64 and np.array_equal(ours, spectrum)
+    # the statistics, taken here over the whole spectrogram at once (the profile takes them in pieces)
     level = 20.0 * np.log10(np.abs(spectrum) + np.finfo(np.float64).eps)
     level = np.maximum(level, level.max(axis=1, keepdims=True) - 80.0)
     np.testing.assert_allclose(mean, level.mean(axis=1), rtol=1e-12)
