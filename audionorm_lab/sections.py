@@ -62,9 +62,8 @@ def butterworth(order: int, edges_hz: float | tuple[float, float], btype: str, s
         poles = np.concatenate([scaled + root, scaled - root])
         gain = bandwidth ** order
         zero = None  # half the zeros at z = 1, half at z = -1: one of each per section
-    analog_zeros = np.zeros(order)  # the transforms put ``order`` zeros at s = 0
     digital = (4.0 + poles) / (4.0 - poles)  # the bilinear transform at fs = 2
-    gain = gain * np.real(np.prod(4.0 - analog_zeros) / np.prod(4.0 - poles))
+    gain = gain * np.real(4.0 ** order / np.prod(4.0 - poles))  # 4 ** order: ``order`` analog zeros at s = 0
     return _as_sections(digital, zero, gain)
 
 

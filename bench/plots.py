@@ -20,8 +20,9 @@ COLOURS = {"full-load": "tab:red", "ffmpeg-segments": "tab:orange", "streaming":
 
 
 def plot_rss_vs_size(rows, limit, ax):
+    drawn = [r for r in at_default_chunking(rows) if r["status"] == "ok" or r["status"].startswith("killed")]
     for strategy in sorted({r["strategy"] for r in rows}):
-        mine = sorted((r for r in at_default_chunking(rows) if r["strategy"] == strategy), key=lambda r: r["audio_seconds"])
+        mine = sorted((r for r in drawn if r["strategy"] == strategy), key=lambda r: r["audio_seconds"])
         ok = [r for r in mine if r["status"] == "ok"]
         killed = [r for r in mine if r["status"].startswith("killed")]
         colour = COLOURS.get(strategy)
@@ -31,7 +32,7 @@ def plot_rss_vs_size(rows, limit, ax):
             ax.plot([r["audio_seconds"] / 60 for r in killed], [r["rss_at_kill_bytes"] / MB for r in killed], "X",
                     color=colour, markersize=12, label=f"{strategy}: killed (signal 9)")
     ax.axhline(limit / MB, color="black", linestyle="--", linewidth=1, label=f"memory limit {limit / MB:.0f} MB")
-    if any(len(line.get_xdata()) for line in ax.get_lines()[:-1]):  # log axes need points (not just the limit)
+    if drawn:  # log axes need points
         ax.set(xscale="log", yscale="log")
     ax.set(xlabel="audio (minutes)", ylabel="peak RSS of the process tree (MB)", title="Peak memory against file length")
     ax.legend(fontsize=8)

@@ -37,13 +37,15 @@ def loop_rows(rate: int, repeat: int) -> list[dict]:
     """One row per (stage, channels): ``ours_ms``, ``scipy_ms``, ``speedup``, ``bit_for_bit``."""
     from scipy import signal
 
+    from audionorm_lab import NormalizeOptions
     from audionorm_lab.loudness import k_weighting_sos
     from audionorm_lab.pipeline import FILTER_FRAMES
     from audionorm_lab.sections import filter_frames
     from audionorm_lab.stages import highpass, voice_band
 
-    stages = {"chain cascade (6 sections)": np.vstack([highpass(80, rate, 1).sos, voice_band(100, 8000, rate, 1)[0].sos]),
-              "K-weighting (2 sections)": k_weighting_sos(rate)}
+    options = NormalizeOptions()  # the default chain's stages
+    cascade = np.vstack([highpass(options.highpass_hz, rate, 1).sos, voice_band(*options.voice_band_hz, rate, 1)[0].sos])
+    stages = {"chain cascade (6 sections)": cascade, "K-weighting (2 sections)": k_weighting_sos(rate)}
     rows = []
     for name, sos in stages.items():
         for channels in (1, 2, 6):
