@@ -12,14 +12,18 @@
    peak RSS = a + b * padded chunk samples + c * padded chunk samples * (workers - 1),
    where padded chunk samples = (chunk + 2 * overlap) * sample rate * channels, so
    channels and rate enter through the samples a chunk holds; and seconds of work
-   per second of audio = d(workers) + e * (2 * overlap) / chunk + f / chunk.
+   per second of audio = d(workers) + e * (2 * overlap) / chunk + f / chunk, with
+   every time coefficient held >= 0 (non-negative least squares): a chunk's fixed
+   cost and its overlap's work are never a gain, however the noise falls.
 4. Fidelity against whole-file processing (SNR and the seam jump ratio), by
    overlap, on the first 60 s of the clip, in memory, at the shortest chunk length
    (the most seams).
 5. The recommendation: of the candidate chunk lengths, the overlaps that reach
    ``--target-fidelity-db`` and the workers a job may use (cores / concurrency),
    the fastest setting whose predicted peak stays within ``--memory-limit /
-   --concurrency`` less a 10 % margin.
+   --concurrency`` less a 10 % margin. Settings within 5 % of the fastest predicted
+   speed count as equally fast (the run-to-run noise of a shared machine); of
+   those, the one with the smallest predicted peak.
 6. One more fresh run at that setting, on the whole INPUT when it is under 20
    minutes (else on the clip), validates it: predicted against measured.
 
@@ -42,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from scipy import optimize
 
 from audionorm_lab import AudionormError, normalize_array, probe
 from audionorm_lab.io import last_line
@@ -57,6 +62,7 @@ CANDIDATE_CHUNKS_SECONDS = (1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60
 FIDELITY_OVERLAPS_SECONDS = (0.0, 0.01, 0.03, 0.1, 0.3, 0.5, 1.0)
 FIDELITY_CLIP_SECONDS = 60.0
 MARGIN = 0.10  # of the per-job memory budget kept free
+SPEED_RESOLUTION = 0.05  # predicted speeds this close to the fastest count as equally fast (relative)
 VALIDATE_WHOLE_BELOW_SECONDS = 20 * 60.0
 
 
@@ -186,7 +192,7 @@ def fit(runs: list[dict], sample_rate: int, channels: int, audio_seconds: float,
     chunk = np.array([r["chunk_seconds"] for r in runs])
     overlap = np.array([r["overlap_seconds"] for r in runs])
     columns = [(w == v).astype(float) for v in worker_values] + [2 * overlap / chunk, 1 / chunk]
-    time_coefficients = np.linalg.lstsq(np.column_stack(columns), work, rcond=None)[0]
+    time_coefficients = optimize.nnls(np.column_stack(columns), work)[0]
     model = Model(sample_rate, channels, startup_seconds, [float(c) for c in rss_coefficients],
                   {v: float(c) for v, c in zip(worker_values, time_coefficients)},
                   [float(c) for c in time_coefficients[len(worker_values):]])
@@ -222,7 +228,9 @@ def fidelity_by_overlap(clip: Path, chunk_seconds: float, overlaps=FIDELITY_OVER
 def recommend(model: Model, fidelity: list[dict], budget_bytes: float, max_workers: int, target_db: float,
               audio_seconds: float) -> dict:
     """The fastest (chunk, overlap, workers) whose predicted peak fits ``budget_bytes`` and whose overlap
-    reaches ``target_db``; raises :class:`NothingFits` naming the smallest limit that would fit."""
+    reaches ``target_db``: of the fitting settings within :data:`SPEED_RESOLUTION` of the fastest predicted
+    speed, the one with the smallest predicted peak. Raises :class:`NothingFits` naming the smallest limit
+    that would fit."""
     good = [r["overlap_seconds"] for r in fidelity if r["snr_vs_whole_db"] >= target_db]
     overlaps = good or [max(fidelity, key=lambda r: r["snr_vs_whole_db"])["overlap_seconds"]]
     overlap = min(overlaps)  # past the target, more overlap only costs time and memory
@@ -237,7 +245,9 @@ def recommend(model: Model, fidelity: list[dict], budget_bytes: float, max_worke
     if not fitting:
         smallest = min(options, key=lambda o: o["predicted_peak_rss_bytes"])
         raise NothingFits(smallest)
-    best = max(fitting, key=lambda o: (round(o["predicted_realtime_multiple"], 1), -o["predicted_peak_rss_bytes"]))
+    fastest = max(o["predicted_realtime_multiple"] for o in fitting)
+    as_fast = [o for o in fitting if o["predicted_realtime_multiple"] >= fastest * (1 - SPEED_RESOLUTION)]
+    best = min(as_fast, key=lambda o: (o["predicted_peak_rss_bytes"], -o["predicted_realtime_multiple"]))
     best["fidelity_target_met"] = bool(good)
     best["fidelity_db"] = fidelity_at(fidelity, overlap)
     return best
