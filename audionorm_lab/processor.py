@@ -29,6 +29,13 @@ IN_MEMORY_BASE_BYTES = 440 * 10**6
 IN_MEMORY_PEAK_FACTOR = 4.0
 
 
+def in_memory_peak_bytes(decoded_bytes: int | float) -> float:
+    """The in-memory (full-load) model's peak RSS of a pool process for an input of ``decoded_bytes``
+    (float32 samples: frames x channels x 4), bytes: :data:`IN_MEMORY_BASE_BYTES` +
+    :data:`IN_MEMORY_PEAK_FACTOR` x ``decoded_bytes``."""
+    return IN_MEMORY_BASE_BYTES + IN_MEMORY_PEAK_FACTOR * decoded_bytes
+
+
 @dataclass(frozen=True)
 class AudioJob:
     """One normalization job, as the service's task receives it."""

@@ -164,6 +164,7 @@ class CeleryWorker:
         self.process: subprocess.Popen | None = None
         self.kills: list[dict] = []  # {"pid", "rss_bytes", "limit_bytes", "limit": "child"|"tree", "time"}
         self.child_peaks: dict[int, int] = {}  # pool process pid -> peak RSS of its tree, bytes
+        self.window_peaks: dict[int, int] = {}  # the same since the last start_window()
         self.tree_peak_bytes = 0
         self.main_peak_bytes = 0  # the worker's main process alone
         self._stop_watch = threading.Event()
@@ -204,6 +205,14 @@ class CeleryWorker:
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}: {self.log_path.read_text()[-500:]}") from None
 
+    def hold_children_to(self, limit_bytes: int | None) -> None:
+        """From now on, SIGKILL a pool process whose tree passes ``limit_bytes`` (None: no limit)."""
+        self.child_limit = limit_bytes
+
+    def start_window(self) -> None:
+        """Start measuring :attr:`window_peaks` afresh: each pool process's peak from now on (one job's, say)."""
+        self.window_peaks = {}
+
     def pool_pids(self) -> list[int]:
         try:
             return [c.pid for c in psutil.Process(self.process.pid).children()]
@@ -238,6 +247,7 @@ class CeleryWorker:
                 except psutil.Error:
                     continue
                 self.child_peaks[child.pid] = max(self.child_peaks.get(child.pid, 0), rss)
+                self.window_peaks[child.pid] = max(self.window_peaks.get(child.pid, 0), rss)
                 if self.child_limit is not None and rss > self.child_limit:
                     self._kill_tree(child, tree, rss, self.child_limit, "child")
                 else:

@@ -27,27 +27,24 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.metadata
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 from audionorm_lab import NormalizeOptions, probe
 from audionorm_lab.io import last_line
 from audionorm_lab.metrics import seam_metric_file, snr_db_files
 from data.fetch_samples import make_sample, parse_duration, parse_size
 
+from .machine import describe
 from .measure import default_memory_limit, run_measured
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,19 +237,6 @@ def _finite(value: float) -> float | None:
     return min(value, 200.0) if value > -np.inf else None
 
 
-def machine() -> dict:
-    def version(name):
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    ffmpeg = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.splitlines()
-    return {"cores": os.cpu_count(), "memory_bytes": psutil.virtual_memory().total, "platform": platform.platform(),
-            "python": platform.python_version(), "ffmpeg": ffmpeg[0] if ffmpeg else None,
-            **{name: version(name) for name in ("numpy", "scipy", "noisereduce", "soundfile", "pydub", "memray")}}
-
-
 def summarize(rows: list[dict]) -> dict:
     """The figures the issue asks about, computed from the rows."""
     mb = 1e6
@@ -288,7 +272,7 @@ def write_results(out: Path, rows: list[dict], parameters: dict) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    payload = {"machine": machine(), "parameters": parameters, "summary": summarize(rows), "rows": rows}
+    payload = {"machine": describe(), "parameters": parameters, "summary": summarize(rows), "rows": rows}
     (out / "results.json").write_text(json.dumps(payload, indent=2, default=str))
 
 

@@ -1,22 +1,31 @@
 """python -m bench service-repro: the OOM on a real Celery worker, and the same worker finishing with streaming.
 
-    python -m bench service-repro [--file F | --duration 5m] [--memory-limit 2G]
+    python -m bench service-repro [--file F | --duration 5m] [--memory-limit auto|2G] [--json]
 
 Starts a real ``redis-server`` on a free loopback port and a real
 ``celery worker --pool prefork --concurrency 1``, both as subprocesses. The pool's
-child processes are held to ``--memory-limit`` by the harness's watchdog, the way a
+child processes are held to the memory limit by the harness's watchdog, the way a
 container's OOM killer holds them: a child whose RSS passes the limit gets SIGKILL
 mid-task. (Celery's ``--max-memory-per-child`` is not the honest equivalent: it
 only replaces a child *after* a task that went over, it never stops one mid-task.)
-Three cases are submitted, and their outcomes printed with the worker's log lines:
+
+With ``--memory-limit auto`` (the default) the limit comes from this machine
+(:mod:`bench.kill_limit`): the job first runs once with streaming and no limit,
+which measures streaming's pool process peak on this file; the limit is the
+geometric mean of that and full-load's predicted peak, with a margin of at least
+1.5x on both sides, so the old processor dies and the new one survives wherever
+this runs. Then three cases are submitted under that limit, and their outcomes
+printed with the worker's log lines:
 
 - ``as it was``: the old processor (full-load) under the old delivery policy
   (``on_worker_lost="fail"``): the pool process is killed and the client gets the
   bare ``WorkerLostError`` story;
 - ``streaming``: the new processor on the same worker;
 - ``full-load, redelivered``: the old processor under the new policy: killed on
-  its first delivery, finished by the streaming processor on the second. Everything
-started is stopped by process id, also on errors.
+  its first delivery, finished by the streaming processor on the second.
+
+Each outcome's ``pool_peak_rss_bytes`` is the largest pool process RSS seen while
+that job ran. Everything started is stopped by process id, also on errors.
 """
 
 from __future__ import annotations
@@ -29,11 +38,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from audionorm_lab import probe
 from data.fetch_samples import make_sample, parse_duration
 
 from .celery_cluster import CeleryWorker, RedisServer, client_app, send_job
 from .harness import parse_limit
-from .measure import default_memory_limit
+from .kill_limit import NoRoomForLimit, between, full_load_predicted_bytes
 
 KILL_LINES = re.compile(r"exited with 'signal 9 \(SIGKILL\)'|WorkerLostError")
 
@@ -45,8 +55,8 @@ class Service:
     ``concurrency`` pool processes; ``env`` goes to the worker (``AUDIONORM_VISIBILITY_TIMEOUT``...).
     """
 
-    def __init__(self, memory_limit_bytes: int, folder: Path, interval_seconds: float = 0.02, concurrency: int = 1,
-                 env: dict | None = None):
+    def __init__(self, memory_limit_bytes: int | None, folder: Path, interval_seconds: float = 0.02,
+                 concurrency: int = 1, env: dict | None = None):
         self.limit, self.folder = memory_limit_bytes, Path(folder)
         self.redis = RedisServer(self.folder)
         self.url = self.redis.url
@@ -64,6 +74,11 @@ class Service:
     @property
     def peaks(self) -> dict[int, int]:
         return self.worker.child_peaks
+
+    def hold_to(self, memory_limit_bytes: int | None) -> None:
+        """Hold each pool process to ``memory_limit_bytes`` from now on (None: no limit)."""
+        self.limit = memory_limit_bytes
+        self.worker.hold_children_to(memory_limit_bytes)
 
     def __enter__(self) -> Service:
         self.client = client_app(self.url)
@@ -97,7 +112,7 @@ class Service:
         ``kwargs`` go to the task (``on_worker_lost``, ``max_deliveries``...); ``case`` names the outcome.
         """
         log_start = self.log_path.stat().st_size
-        pids_before = self.pool_pids()
+        self.worker.start_window()
         started = time.perf_counter()
         result = self.send(input_file, output_file, mode, **kwargs)
         outcome = {"case": case or mode, "mode": mode, "task_id": result.id}
@@ -115,7 +130,8 @@ class Service:
             log.seek(log_start)
             lines = log.read().splitlines()
         outcome["log_lines"] = [line for line in lines if KILL_LINES.search(line)]
-        outcome["pool_peak_rss_bytes"] = max((self.peaks.get(pid, 0) for pid in pids_before), default=0)
+        outcome["pool_peak_rss_bytes"] = max(self.worker.window_peaks.values(), default=0)
+        outcome["memory_limit_bytes"] = self.limit
         outcome["worker_alive"] = self.worker.alive()
         return outcome
 
@@ -124,29 +140,44 @@ class Service:
         self.redis.stop()
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench service-repro", description=__doc__.splitlines()[0])
-    parser.add_argument("--file", type=Path, help="input file (default: a generated mp3 of --duration)")
-    parser.add_argument("--duration", default="5m", help="length of the generated mp3 (default 5m)")
-    parser.add_argument("--memory-limit", help="e.g. 2G, 300M; default min(4 GB, half the free memory)")
-    parser.add_argument("--json", action="store_true", help="print the outcomes as JSON")
-    args = parser.parse_args(argv)
-    limit = parse_limit(args.memory_limit) or default_memory_limit()
-    src = args.file or make_sample(parse_duration(args.duration), "mp3",
-                                   log=lambda m: print(m, file=sys.stderr))
-    with tempfile.TemporaryDirectory(prefix="audionorm-service-") as scratch:
-        folder = Path(scratch)
-        with Service(limit, folder) as service:
-            outcomes = [service.submit(src, folder / "old.wav", "full-load", case="as it was", on_worker_lost="fail"),
-                        service.submit(src, folder / "new.wav", "streaming"),
-                        service.submit(src, folder / "redelivered.wav", "full-load", case="full-load, redelivered")]
-            for outcome, name in zip(outcomes, ("old.wav", "new.wav", "redelivered.wav")):
-                outcome["output_exists"] = (folder / name).exists()
-    if args.json:
-        print(json.dumps(outcomes, indent=2, default=str))
-        return 0
-    print(f"memory limit on each pool process: {limit / 1e6:.0f} MB; input {src}")
-    for outcome in outcomes:
+def reproduce(src: Path, folder: Path, memory_limit_bytes: int | None = None) -> dict:
+    """The three cases on one worker (see the module docstring); ``memory_limit_bytes`` None derives the limit.
+
+    Returns ``{"limit": {...}, "calibration": outcome or None, "outcomes": [as it was, streaming, redelivered]}``;
+    ``limit`` is :meth:`~bench.kill_limit.KillLimit.to_dict` with ``"chosen": "derived"``, or ``{"limit_bytes": N,
+    "chosen": "given"}``.
+    """
+    calibration = None
+    with Service(memory_limit_bytes, folder) as service:
+        if memory_limit_bytes is None:
+            calibration = service.submit(src, folder / "calibration.wav", "streaming",
+                                         case="streaming, no limit (measures streaming's peak on this file)")
+            if calibration["status"] != "SUCCESS":
+                raise RuntimeError(f"streaming failed on {src} without a limit: {calibration.get('error')}")
+            info = probe(src)
+            chosen = between(calibration["pool_peak_rss_bytes"],
+                             full_load_predicted_bytes(info.duration_seconds, info.sample_rate, info.channels))
+            limit = {**chosen.to_dict(), "chosen": "derived", "why": chosen.explain()}
+            service.hold_to(chosen.limit_bytes)
+        else:
+            limit = {"limit_bytes": memory_limit_bytes, "chosen": "given"}
+        cases = [("old.wav", "full-load", "as it was", {"on_worker_lost": "fail"}),
+                 ("new.wav", "streaming", "streaming", {}),
+                 ("redelivered.wav", "full-load", "full-load, redelivered", {})]
+        outcomes = []
+        for name, mode, case, kwargs in cases:
+            outcome = service.submit(src, folder / name, mode, case=case, **kwargs)
+            outcome["output_exists"] = (folder / name).exists()
+            outcomes.append(outcome)
+    return {"limit": limit, "calibration": calibration, "outcomes": outcomes}
+
+
+def print_outcomes(result: dict, src: Path) -> None:
+    limit = result["limit"]
+    print(f"memory limit on each pool process: {limit['limit_bytes'] / 1e6:.0f} MB ({limit['chosen']}); input {src}")
+    if limit.get("why"):
+        print(limit["why"].replace("**", ""))
+    for outcome in result["outcomes"]:
         print(f"\n== {outcome['case']}: {outcome['status']} in {outcome['wall_seconds']:.1f} s, pool process peak "
               f"RSS {outcome['pool_peak_rss_bytes'] / 1e6:.0f} MB")
         if outcome["status"] == "FAILURE":
@@ -161,4 +192,28 @@ def main(argv=None) -> int:
                       f"{report['delivery']['mode_changed_because']}")
         for line in outcome["log_lines"]:
             print(f"worker log: {line}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench service-repro", description=__doc__.splitlines()[0])
+    parser.add_argument("--file", type=Path, help="input file (default: a generated mp3 of --duration)")
+    parser.add_argument("--duration", default="5m", help="length of the generated mp3 (default 5m)")
+    parser.add_argument("--memory-limit", default="auto",
+                        help="e.g. 2G, 300M, or auto: between streaming's measured and full-load's predicted peak "
+                             "(default auto)")
+    parser.add_argument("--json", action="store_true", help="print the outcomes as JSON")
+    args = parser.parse_args(argv)
+    limit = None if args.memory_limit == "auto" else parse_limit(args.memory_limit)
+    src = args.file or make_sample(parse_duration(args.duration), "mp3",
+                                   log=lambda m: print(m, file=sys.stderr))
+    with tempfile.TemporaryDirectory(prefix="audionorm-service-") as scratch:
+        try:
+            result = reproduce(src, Path(scratch), limit)
+        except NoRoomForLimit as exc:
+            print(f"service-repro: {exc}", file=sys.stderr)
+            return 2
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print_outcomes(result, src)
     return 0

@@ -1,0 +1,86 @@
+"""The memory limit the evidence runs under, chosen from what this machine measures.
+
+The evidence is that full-load dies at a container's limit where streaming, on the same
+file and the same limit, finishes. A fixed limit proves that only on machines like the
+one it was picked on: full-load's peak moves with library versions and allocators, and
+streaming's with its own improvements. So the limit is derived at run time:
+
+- streaming's peak is **measured** on the file (or the longest of the files);
+- full-load's peak is **predicted** for the file's decoded size, by the service's own
+  in-memory model (:func:`audionorm_lab.processor.in_memory_peak_bytes`, which
+  ``mode="auto"`` sizes its jobs with);
+- the limit is their geometric mean: it sits the same factor above streaming's peak as
+  below full-load's, and that factor must be at least ``1 + margin`` on each side.
+
+When the two peaks are too close for that (a file too short for full-load to stand out),
+:class:`NoRoomForLimit` says how long the file must be.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from audionorm_lab.processor import IN_MEMORY_PEAK_FACTOR, in_memory_peak_bytes
+
+#: Each side's margin: the limit is at least 1.5 x streaming's measured peak and at most
+#: full-load's predicted peak / 1.5.
+MARGIN = 0.5
+
+
+class NoRoomForLimit(ValueError):
+    """Streaming's peak and full-load's predicted peak are too close for a limit with margin on both sides."""
+
+
+@dataclass(frozen=True)
+class KillLimit:
+    """A limit between streaming's measured peak and full-load's predicted peak (bytes)."""
+
+    limit_bytes: int
+    streaming_peak_bytes: int
+    full_load_predicted_bytes: int
+    margin: float
+
+    @property
+    def streaming_headroom(self) -> float:
+        """Limit over streaming's peak (>= 1 + margin)."""
+        return self.limit_bytes / self.streaming_peak_bytes
+
+    @property
+    def full_load_excess(self) -> float:
+        """Full-load's predicted peak over the limit (>= 1 + margin)."""
+        return self.full_load_predicted_bytes / self.limit_bytes
+
+    def explain(self) -> str:
+        """One sentence for the notebook: the limit, and why."""
+        mb = 1e6
+        return (f"memory limit **{self.limit_bytes / mb:.0f} MB**: the geometric mean of streaming's measured peak "
+                f"({self.streaming_peak_bytes / mb:.0f} MB) and full-load's predicted peak "
+                f"({self.full_load_predicted_bytes / mb:.0f} MB, the service's in-memory model), so it is "
+                f"{self.streaming_headroom:.1f}x streaming's peak and full-load needs {self.full_load_excess:.1f}x it "
+                f"(each at least {1 + self.margin:.1f}x)")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "streaming_headroom": self.streaming_headroom,
+                "full_load_excess": self.full_load_excess}
+
+
+def full_load_predicted_bytes(seconds: float, sample_rate: int = 44100, channels: int = 2) -> int:
+    """Full-load's predicted peak RSS for ``seconds`` of audio at ``sample_rate`` (Hz) and ``channels``, bytes."""
+    return int(in_memory_peak_bytes(seconds * sample_rate * channels * 4))
+
+
+def between(streaming_peak_bytes: float, full_load_predicted_bytes: float, margin: float = MARGIN) -> KillLimit:
+    """The limit between the two peaks (bytes), their geometric mean; :class:`NoRoomForLimit` when the two are
+    closer than ``(1 + margin) ** 2``, with the decoded size full-load would need to stand out that far."""
+    streaming, full = int(streaming_peak_bytes), int(full_load_predicted_bytes)
+    if streaming <= 0:
+        raise ValueError("streaming's peak must be measured (> 0 bytes)")
+    needed = streaming * (1 + margin) ** 2
+    if full < needed:
+        decoded = (needed - in_memory_peak_bytes(0)) / IN_MEMORY_PEAK_FACTOR
+        raise NoRoomForLimit(
+            f"full-load's predicted peak ({full / 1e6:.0f} MB) is not {(1 + margin) ** 2:.2f}x streaming's measured "
+            f"peak ({streaming / 1e6:.0f} MB): use a file that decodes to at least {decoded / 1e6:.0f} MB "
+            f"(about {decoded / (44100 * 2 * 4) / 60:.1f} minutes of stereo 44.1 kHz)")
+    return KillLimit(int(math.sqrt(streaming * full)), streaming, full, margin)
