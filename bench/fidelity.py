@@ -57,11 +57,15 @@ def _as_service_pcm(path: Path) -> np.ndarray:
         return service_pcm16(f.read(dtype="float32", always_2d=True))
 
 
+def difference_db(output: str | Path, reference: str | Path) -> float:
+    """``output``'s difference from ``reference``, both as the service's 16-bit samples, in dB of the
+    reference's RMS (-inf: identical)."""
+    return -snr_db(_as_service_pcm(Path(output)).astype(np.float64), _as_service_pcm(Path(reference)).astype(np.float64))
+
+
 def difference_from_service_db(outputs: dict[str, Path]) -> dict[str, float]:
     """Each output's difference from the service's, in dB of the service's signal RMS (-inf: identical)."""
-    service = _as_service_pcm(outputs["service"]).astype(np.float64)
-    return {label: -snr_db(_as_service_pcm(path).astype(np.float64), service)
-            for label, path in outputs.items() if label != "service"}
+    return {label: difference_db(path, outputs["service"]) for label, path in outputs.items() if label != "service"}
 
 
 def difference_spectrogram(output: Path, service: Path, n_fft: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -15,22 +15,24 @@ from pathlib import Path
 
 import numpy as np
 
-from audionorm_lab import normalize_array
+from audionorm_lab import normalize_array, probe
 
-from . import harness
+from . import harness, kill_limit
 from .measure import IMPORT_FLOOR_COMMAND, run_measured
 
 MB = 1e6
 
 
-def record(path: str | Path | None, **values) -> dict:
-    """Merge ``values`` into the JSON file at ``path`` (nothing when ``path`` is None); return them."""
+def record(path: str | Path | None, **values) -> None:
+    """Merge ``values`` into the JSON file at ``path`` (nothing when ``path`` is None).
+
+    Returns nothing: a cell that ends with it shows no dump of what it recorded.
+    """
     if path:
         path = Path(path)
         current = json.loads(path.read_text()) if path.exists() else {}
         current.update(values)
         path.write_text(json.dumps(current, indent=2, default=float))
-    return values
 
 
 def _bench(command: str, argv: list[str], **options) -> subprocess.CompletedProcess:
@@ -56,8 +58,49 @@ def run_matrix(out: str | Path, **options) -> dict:
     return json.loads((Path(out) / "results.json").read_text())
 
 
-def service_repro(duration: str = "5m", memory_limit: str = "1G") -> list[dict]:
-    """``python -m bench service-repro --json``: the job on a real Celery worker, old processor then new."""
+def matrix_under_derived_limit(out: str | Path, sizes: str, memory_limit: str = "auto", anchors: str = "sox",
+                               **options) -> dict:
+    """Streaming (and the outside ``anchors``), then full-load, on ``sizes`` (``python -m bench run``), full-load
+    under a limit derived from the streaming runs (:func:`bench.kill_limit.between`: streaming's largest measured
+    peak and full-load's predicted peak on the longest size), or under ``memory_limit`` when it is not ``"auto"``.
+
+    Returns ``{"rows": both runs' rows, "limit": {"limit_bytes", "chosen": "derived"|"given", ...}}``. With
+    ``auto`` the streaming runs ran under the harness's default limit (they come first: the limit is made from
+    them), and each of their peaks is below the derived limit by the margin, by construction.
+    """
+    out = Path(out)
+    given = None if memory_limit == "auto" else memory_limit
+    first = ",".join(["streaming", *(a for a in anchors.split(",") if a)])
+    streaming = run_matrix(out / "streaming", sizes=sizes, strategies=first, memory_limit=given, **options)
+    if given is None:
+        longest = max(streaming["parameters"]["sizes"], key=lambda s: s["seconds"])
+        info = probe(longest["path"])
+        ok = [r["peak_rss_bytes"] for r in streaming["rows"] if r["strategy"] == "streaming" and r["status"] == "ok"]
+        if not ok:
+            raise RuntimeError("no streaming run finished: no peak to derive the limit from")
+        chosen = kill_limit.between(max(ok), kill_limit.full_load_predicted_bytes(longest["seconds"], info.sample_rate,
+                                                                                   info.channels))
+        limit = {**chosen.to_dict(), "chosen": "derived", "why": chosen.explain(), "longest_size": longest["label"]}
+    else:
+        limit = {"limit_bytes": harness.parse_limit(given), "chosen": "given"}
+    full = run_matrix(out / "full-load", sizes=sizes, strategies="full-load", memory_limit=limit["limit_bytes"],
+                      **options)
+    return {"rows": streaming["rows"] + full["rows"], "limit": limit}
+
+
+def speed_over(rows: list[dict], anchor: str, strategy: str = "streaming") -> dict[str, dict]:
+    """``strategy``'s wall and CPU seconds over ``anchor``'s on each size both finished (first repeat):
+    ``{size: {"wall": ratio, "cpu": ratio}}``."""
+    done = {(r["strategy"], r["size"]): r for r in rows if r["status"] == "ok" and r["repeat"] == 0}
+    return {size: {"wall": r["wall_seconds"] / done[(anchor, size)]["wall_seconds"],
+                   "cpu": r["cpu_seconds"] / done[(anchor, size)]["cpu_seconds"]}
+            for (name, size), r in done.items() if name == strategy and (anchor, size) in done}
+
+
+def service_repro(duration: str = "5m", memory_limit: str = "auto") -> dict:
+    """``python -m bench service-repro --json``: the job on a real Celery worker, old processor then new, under
+    ``memory_limit`` (``"auto"``: derived from streaming's peak measured on the worker; see
+    :func:`bench.service_repro.reproduce`)."""
     return json.loads(_bench("service-repro", ["--json"], duration=duration, memory_limit=memory_limit).stdout)
 
 

@@ -17,6 +17,8 @@ from .regression import at_default_chunking
 MB = 1e6
 COLOURS = {"full-load": "tab:red", "ffmpeg-segments": "tab:orange", "streaming": "tab:green",
            "ffmpeg-filters": "tab:blue", "sox": "tab:purple"}
+#: The service's modes (notebook 05): auto streams long jobs and keeps short ones in memory.
+MODE_COLOURS = {"full-load": "tab:red", "streaming": "tab:green", "auto": "tab:olive"}
 
 
 def plot_rss_vs_size(rows, limit, ax):
@@ -150,7 +152,7 @@ def plot_capacity(summary: dict, axes) -> None:
     limit = summary["memory_limit_bytes"]
     for mode in summary["by_mode"]:
         rows = sorted((r for r in summary["rows"] if r["mode"] == mode), key=lambda r: r["concurrency"])
-        colour = COLOURS["full-load"] if mode == "full-load" else COLOURS["streaming"]
+        colour = MODE_COLOURS.get(mode)
         xs = [r["concurrency"] for r in rows]
         axes[0].plot(xs, [r["jobs_per_minute"] or 0 for r in rows], "o-", color=colour, label=mode)
         axes[1].plot(xs, [r["max_worker_tree_rss_bytes"] / MB for r in rows], "o-", color=colour, label=mode)
@@ -207,3 +209,26 @@ def plot_prediction(prediction: dict, ax) -> None:
     ax.set(yticks=[], xlim=(0, max(budget, peak) * 1.15), xlabel="MB",
            title=f"predicted peak {peak:.0f} MB of {budget:.0f} MB; {prediction['predicted_realtime_multiple']:.0f}x "
                  f"real time; {prediction['fidelity_db']:.0f} dB")
+
+
+HISTORY_COLOURS = {"regressed": "tab:red", "improved": "tab:green", "within noise": "black", "no history": "tab:gray"}
+
+
+def plot_regression_history(history: list[dict], judgements: list[dict], axes) -> None:
+    """One panel per figure: its value over the runs of ``history`` (the last is this run), the median it is
+    judged against and the noise band around it (shaded), this run coloured by its verdict."""
+    for ax, judged in zip(np.atleast_1d(axes), judgements):
+        name = judged["figure"]
+        values = [line["figures"].get(name) for line in history]
+        points = [(i, v) for i, v in enumerate(values) if v is not None and np.isfinite(v)]
+        if points:
+            ax.plot(*zip(*points), "o-", color="tab:blue", markersize=3, linewidth=1)
+        if judged["reference"] is not None and np.isfinite(judged["reference"]):
+            ax.axhspan(judged["reference"] - judged["band"], judged["reference"] + judged["band"], color="tab:blue",
+                       alpha=0.12)
+            ax.axhline(judged["reference"], color="tab:blue", linestyle=":", linewidth=1)
+        if judged["value"] is not None and np.isfinite(judged["value"]):
+            ax.plot([len(history) - 1], [judged["value"]], "D", color=HISTORY_COLOURS[judged["status"]], markersize=8)
+        ax.set_title(f"{name}\n{judged['status']}", fontsize=9)
+        ax.set_xlabel("run", fontsize=8)
+        ax.tick_params(labelsize=7)

@@ -38,6 +38,35 @@ def figures(rows: list[dict], import_floor_bytes: float) -> dict:
     }
 
 
+#: The sentence each baseline figure's claim states in notebook 04 (``{bound}`` is the threshold), and its unit.
+CLAIMS = {
+    "streaming_rss_above_floor_mb": ("Streaming's peak RSS stays within {bound} MB of the import floor", "MB"),
+    "throughput_ratio_vs_full_load": ("Streaming's throughput is at least {bound}x full-load's", "x"),
+    "loudness_error_lu": ("Streaming's output is within {bound} LU of the target loudness", "LU"),
+    "seam_jump_ratio": ("Streaming's chunk boundaries leave no click (seam jump ratio at most {bound})", ""),
+    "streaming_vs_full_load_db": ("Streaming's output differs from the service's by at most {bound} dB", "dB"),
+    "streaming_wall_over_sox": ("Streaming's wall time is at most {bound}x SoX's two-pass chain's", "x"),
+}
+
+
+def figures_over_repeats(rows: list[dict], import_floor_bytes: float) -> tuple[dict, dict]:
+    """:func:`figures` for each repeat of a run: each figure's median over the repeats, and its spread
+    (largest minus smallest: what this machine's noise does to it in one run)."""
+    per_repeat = [figures([r for r in rows if r["repeat"] == repeat], import_floor_bytes)
+                  for repeat in sorted({r["repeat"] for r in rows})]
+    medians, spreads = {}, {}
+    for name in per_repeat[0]:
+        values = [f[name] for f in per_repeat if f[name] is not None]
+        medians[name] = float(np.median(values)) if values else None
+        spreads[name] = float(max(values) - min(values)) if values else 0.0
+    return medians, spreads
+
+
+def lower_is_better(baseline: dict) -> dict[str, bool]:
+    """For each figure the baseline bounds: whether lower is better (it has a maximum)."""
+    return {name: "max" in bound for name, bound in baseline.items() if not name.startswith("_")}
+
+
 def check(measured: dict, baseline: dict) -> list[dict]:
     """One verdict per baseline entry: ``{"max": x}`` or ``{"min": x}`` bounds; ``moved_by`` past the bound."""
     verdicts = []

@@ -4,7 +4,10 @@
 
 ``--params`` is a JSON file mapping a notebook's name to the parameters to inject,
 e.g. ``{"01_reproduce_oom": {"sizes": "1m,5m"}}``. Each notebook records its figures
-in ``<out>/<name>.values.json``. A notebook that fails makes the command fail (exit 1).
+and its claims (:mod:`bench.claims`) in ``<out>/<name>.values.json``. Then
+``<out>/index.html`` sums them up (:mod:`bench.index_page`), and its short text version
+is printed. The command fails (exit 1) when a notebook fails or any claim failed, each
+failed claim named on a line of its own; the HTML is written either way.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ import json
 import sys
 import time
 from pathlib import Path
+
+from . import index_page
+from .claims import failed
+from .machine import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 #: A cell that runs longer fails the notebook instead of hanging the report (or CI).
@@ -53,15 +60,27 @@ def main(argv=None) -> int:
     parser.add_argument("--only", action="append", choices=NOTEBOOKS, help="run only these notebooks")
     args = parser.parse_args(argv)
     params = json.loads(args.params.read_text()) if args.params else {}
-    failed = []
-    for name in args.only or NOTEBOOKS:
+    statuses = {}
+    for name in NOTEBOOKS:
+        if args.only and name not in args.only:
+            (args.out / f"{name}.values.json").unlink(missing_ok=True)  # no stale figures on the index
+            statuses[name] = ("not run", None)
+            continue
         started = time.perf_counter()
         try:
             execute(name, args.out, params.get(name, {}))
             status = "ok"
         except Exception as exc:  # papermill's PapermillExecutionError names the failing cell
-            failed.append(name)
             status = f"FAILED: {str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__}"
-        print(f"{name}: {status} ({time.perf_counter() - started:.0f} s) -> {args.out / (name + '.html')}",
+        statuses[name] = (status, time.perf_counter() - started)
+        print(f"{name}: {status} ({statuses[name][1]:.0f} s) -> {args.out / (name + '.html')}",
               file=sys.stderr, flush=True)
-    return 1 if failed else 0
+    runs = index_page.read_runs(args.out, statuses)
+    machine = describe()
+    index = index_page.write(args.out, runs, machine)
+    failed_claims = [c for run in runs for c in failed(run.claims)]
+    for failed_claim in failed_claims:
+        print(f"claim failed: {failed_claim.line()}", file=sys.stderr)
+    print(index_page.text(runs, machine, index))
+    broken = [run for run in runs if run.status not in ("ok", "not run")]
+    return 1 if broken or failed_claims else 0

@@ -26,8 +26,8 @@ valid audio), ``leftover_temporaries``, ``faults_injected``, ``max_child_rss_byt
 ``max_worker_tree_rss_bytes``, ``audio_seconds_per_wall_second``, ``wall_seconds``,
 ``finished_by_streaming_fallback`` and a per-job timeline.
 
-``--capacity`` sweeps one worker at concurrency 1, 2 and 4 for ``auto`` and
-``full-load``, with ``--memory-limit`` on the worker's whole tree (a container's
+``--capacity`` sweeps one worker at concurrency 1, 2 and 4 for ``auto``, ``streaming``
+and ``full-load``, with ``--memory-limit`` on the worker's whole tree (a container's
 limit), no faults, and writes ``DIR/capacity.json``: for each mode, the largest
 concurrency that finished every job, the largest without a kill, and jobs per minute.
 """
@@ -53,7 +53,7 @@ from .harness import RESULTS, parse_limit
 
 MODES = ("auto", "streaming", "full-load")
 CAPACITY_CONCURRENCY = (1, 2, 4)
-CAPACITY_MODES = ("auto", "full-load")
+CAPACITY_MODES = ("auto", "streaming", "full-load")
 LOUDNESS_TOLERANCE_LU = 0.5
 #: The ``quick`` preset: a few short jobs, one fault of each kind; it runs in the test suite.
 QUICK = {"workers": 2, "concurrency": 2, "jobs": 8, "durations": "1m,3m", "fault_every": "2s", "fault_rounds": 1,
@@ -254,6 +254,7 @@ def summarize(out: Path, jobs: list[Job], runs: dict, kills: list[dict], kill_ti
         per_job.append({"job": job.index, "input_seconds": job.input_seconds, "state": job.state or "lost",
                         "submitted": job.submitted, "finished": job.finished,
                         "delivery": job.delivery.get("delivery"), "mode": job.delivery.get("mode"),
+                        "strategy": (job.report or {}).get("strategy"), "output": str(job.output_file),
                         "mode_changed_because": job.delivery.get("mode_changed_because"),
                         "output_problem": problem, "runs": runs[job.index]})
     temporaries = sorted({str(p) for job in jobs for p in partial_outputs(job.output_file)})
@@ -307,7 +308,7 @@ def capacity(out: Path, *, jobs_factory, memory_limit_bytes: int, deadline_secon
                               faults=[], fault_every_seconds=0, deadline_seconds=deadline_seconds,
                               tree_limit_bytes=memory_limit_bytes, log=log)
             good = result["submitted"] - result["bad_inputs"]
-            rows.append({"mode": mode, "concurrency": concurrency,
+            rows.append({"mode": mode, "concurrency": concurrency, "results": str(folder / "results.json"),
                          "finished_all": result["succeeded"] == good and result["lost"] == 0,
                          "succeeded": result["succeeded"], "jobs": good, "kills": result["watchdog_kills"],
                          "redelivered": result["redelivered"], "jobs_per_minute": result["jobs_per_minute"],
@@ -326,34 +327,6 @@ def capacity(out: Path, *, jobs_factory, memory_limit_bytes: int, deadline_secon
         }
     (out / "capacity.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def pool_processes_that_fit(limit_bytes: int, main_process_bytes: int, pool_process_peak_bytes: int) -> int:
-    """How many pool processes a container limit holds: (limit - worker main process) / one process's peak."""
-    return int(max(0, (limit_bytes - main_process_bytes) // max(1, pool_process_peak_bytes)))
-
-
-def sizing_table(container_limits_bytes: list[int], longest_seconds: list[float], streaming_peak_bytes: int,
-                 main_process_bytes: int, sample_rate: int = 44100, channels: int = 2) -> list[dict]:
-    """Pool processes per worker, given a container limit and the longest file, for both processors.
-
-    Full-load's peak per process grows with the file (:data:`~audionorm_lab.processor.IN_MEMORY_BASE_BYTES`
-    plus :data:`~audionorm_lab.processor.IN_MEMORY_PEAK_FACTOR` times the decoded float32 size); streaming's is
-    ``streaming_peak_bytes`` (measured: the largest pool process of a load run) whatever the length.
-    """
-    from audionorm_lab.processor import IN_MEMORY_BASE_BYTES, IN_MEMORY_PEAK_FACTOR
-
-    rows = []
-    for limit in container_limits_bytes:
-        for seconds in longest_seconds:
-            full = IN_MEMORY_BASE_BYTES + IN_MEMORY_PEAK_FACTOR * seconds * sample_rate * channels * 4
-            rows.append({"container_limit_bytes": limit, "longest_file_seconds": seconds,
-                         "full_load_process_peak_bytes": int(full),
-                         "full_load_processes": pool_processes_that_fit(limit, main_process_bytes, int(full)),
-                         "streaming_process_peak_bytes": streaming_peak_bytes,
-                         "streaming_processes": pool_processes_that_fit(limit, main_process_bytes,
-                                                                        streaming_peak_bytes)})
-    return rows
 
 
 def _row_line(row: dict) -> str:

@@ -61,9 +61,13 @@ MEASURE_OVERLAPS_SECONDS = (0.05, 2.0)
 CANDIDATE_CHUNKS_SECONDS = (1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0)
 FIDELITY_OVERLAPS_SECONDS = (0.0, 0.01, 0.03, 0.1, 0.3, 0.5, 1.0)
 FIDELITY_CLIP_SECONDS = 60.0
-MARGIN = 0.10  # of the per-job memory budget kept free
+#: Of the per-job memory budget kept free: room for the model's error. It is also the error the tuner
+#: states for its predicted peak: the validation run must land within it.
+MARGIN = 0.10
 SPEED_RESOLUTION = 0.05  # predicted speeds this close to the fastest count as equally fast (relative)
 VALIDATE_WHOLE_BELOW_SECONDS = 20 * 60.0
+#: Part of the cache key: bump it when a result gains or changes a field, so no older result is reused.
+CACHE_VERSION = 2
 
 
 class NothingFits(AudionormError):
@@ -266,8 +270,8 @@ def tune(src, memory_limit_bytes: int, concurrency: int = 1, target_fidelity_db:
     cache = None
     if cache_dir is not None:
         stat = src.stat() if src.exists() else None
-        key = json.dumps([str(src.resolve()), stat and stat.st_size, stat and stat.st_mtime_ns, memory_limit_bytes,
-                          concurrency, target_fidelity_db, minutes, validate, str(keep_clip_in)])
+        key = json.dumps([CACHE_VERSION, str(src.resolve()), stat and stat.st_size, stat and stat.st_mtime_ns,
+                          memory_limit_bytes, concurrency, target_fidelity_db, minutes, validate, str(keep_clip_in)])
         cache = Path(cache_dir) / f"tune-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
         if cache.exists():
             cached = json.loads(cache.read_text())
@@ -347,7 +351,7 @@ def _tune(src: Path, memory_limit_bytes: int, concurrency: int, target_fidelity_
         "memory_limit_bytes": memory_limit_bytes, "concurrency": concurrency,
         "budget_per_job_bytes": budget, "target_fidelity_db": target_fidelity_db,
         "recommended": {k: best[k] for k in ("chunk_seconds", "overlap_seconds", "workers")},
-        "predicted_peak_rss_bytes": best["predicted_peak_rss_bytes"],
+        "predicted_peak_rss_bytes": best["predicted_peak_rss_bytes"], "stated_rss_error": MARGIN,
         "predicted_realtime_multiple": best["predicted_realtime_multiple"],
         "fidelity_db": best["fidelity_db"], "fidelity_target_met": best["fidelity_target_met"],
         "validated_on": ("whole input" if whole else "clip") if validate else None,

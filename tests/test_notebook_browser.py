@@ -7,7 +7,6 @@ on a condition, never a sleep; the server is stopped by its own process id, its 
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,10 +18,10 @@ import psutil
 import pytest
 
 from bench.celery_cluster import free_port
+from conftest import CHROMEDRIVER, CHROMIUM
 from data.fetch_samples import make_sample
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
                                 reason="chromium and chromium-driver are not installed (./lab test installs them)")
 
@@ -83,22 +82,6 @@ def lab(tmp_path):
         for pid in tree[1:]:  # its kernels went with it
             _wait(lambda pid=pid: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", 30,
                   f"kernel {pid} to exit")
-
-
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,1200"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def test_notebook_02_runs_in_jupyterlab_and_its_sliders_drive_the_prediction(lab, browser, tmp_path):
