@@ -3,15 +3,19 @@
 Exit codes: 0 success, 2 bad input, output path, option or usage (one line on
 stderr, no traceback; a full disk or file size limit included), 130 interrupted,
 143 terminated (SIGTERM); after 130 and 143 no output or temporary file is left. A progress bar goes to stderr when it is
-a terminal; ``--json`` puts the report on stdout.
+a terminal; ``--json`` puts the report on stdout. What the C libraries print on their own
+(mpg123's "Note: Illegal Audio-MPEG-Header..." on a broken mp3) is kept off stderr, so
+that a bad input gives its one line and nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+from contextlib import contextmanager
 
 from .errors import AudionormError
 from .loudness import integrated_loudness
@@ -78,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="auto: run the chain once, keeping its output on disk until the gain is known "
                            "(in a float WAV output itself, or a spill file beside the output); never: run it twice")
     norm.add_argument("--subtype", default=None, help="libsndfile subtype of the output, e.g. PCM_16")
+    norm.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                      help="refuse a longer input (by its header, or when its decode passes S seconds)")
     norm.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     norm.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -92,7 +98,8 @@ def options_from_args(args: argparse.Namespace) -> NormalizeOptions:
         chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds, target_lufs=args.target_lufs,
         ceiling_dbfs=args.ceiling_dbfs, highpass_hz=None if args.no_highpass else args.highpass_hz,
         voice_band_hz=None if args.no_voice_band else args.voice_band_hz, denoise=not args.no_denoise,
-        normalize_loudness=not args.no_loudness, noise_profile=args.noise_profile, gate_grid=args.gate_grid, workers=args.workers, spill=args.spill, output_subtype=args.subtype,
+        normalize_loudness=not args.no_loudness, noise_profile=args.noise_profile, gate_grid=args.gate_grid,
+        workers=args.workers, spill=args.spill, output_subtype=args.subtype, max_seconds=args.max_seconds,
     )
 
 
@@ -146,9 +153,34 @@ def _install_signal_handlers() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
+@contextmanager
+def _native_stderr_silenced():
+    """Point file descriptor 2 at /dev/null while the body runs, and Python's ``sys.stderr`` at a copy of
+    the real one: the C libraries' own notes go nowhere, this program's lines (and tracebacks) still show."""
+    sys.stderr.flush()
+    real, original = os.dup(2), sys.stderr
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = os.fdopen(os.dup(real), "w", buffering=1, encoding=original.encoding, errors="backslashreplace")
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stderr.close()
+        sys.stderr = original
+        os.dup2(real, 2)
+        os.close(real)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _install_signal_handlers()
+    with _native_stderr_silenced():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "loudness":
             lufs = integrated_loudness(args.input)

@@ -24,6 +24,17 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
+from .containers import (
+    MIN_PROBE_SCORE,
+    SNDFILE_DEMUXERS,
+    SNDFILE_FORMATS,
+    demuxer_of,
+    describe_refusal,
+    ffmpeg_input,
+    ffprobe_input,
+    not_media,
+    sndfile_magic,
+)
 from .errors import (
     DecodeError,
     EmptyInputError,
@@ -62,6 +73,9 @@ class AudioInfo:
         libsndfile's major format (``"WAV"``, ``"MP3"``...) or ffprobe's format name.
     decoder : str
         ``"soundfile"`` or ``"ffmpeg"``: which source :func:`open_source` will use.
+    demuxer : str or None
+        The ffmpeg demuxer that reads the file (:mod:`~audionorm_lab.containers`): every ffmpeg call on
+        it pins this one. None for an array.
     """
 
     path: Path
@@ -70,6 +84,7 @@ class AudioInfo:
     frames: int | None
     format: str
     decoder: str
+    demuxer: str | None = None
 
     @property
     def duration_seconds(self) -> float | None:
@@ -94,7 +109,8 @@ def require_tool(name: str, path: Path) -> str:
     return exe
 
 
-def _check_input(path: Path) -> None:
+def check_input_file(path: Path) -> None:
+    """A clear error for a missing, non-regular or empty input file (nothing about its content)."""
     if not path.exists():
         raise InputNotFoundError(f"{path}: no such file")
     if not path.is_file():
@@ -110,25 +126,35 @@ def last_line(text: str) -> str:
 
 
 def _ffprobe(path: Path) -> AudioInfo:
-    cmd = [
-        require_tool("ffprobe", path), "-v", "error", "-select_streams", "a:0",
-        "-show_entries", "stream=sample_rate,channels,duration:format=duration,format_name",
-        "-of", "json", str(path),
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    """Identify ``path`` among the allowed containers only (:func:`~audionorm_lab.containers.ffprobe_input`)."""
+    refusal = not_media(path)
+    if refusal is not None:
+        raise NotAudioError(refusal)
+    cmd = [require_tool("ffprobe", path), "-v", "error", *ffprobe_input(path), "-select_streams", "a:0",
+           "-show_entries", "stream=sample_rate,channels,duration:format=duration,format_name,probe_score",
+           "-of", "json"]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
-        raise NotAudioError(f"{path}: not an audio file ({last_line(result.stderr)})")
+        reason = last_line(result.stderr).replace(f"file:{path.resolve()}: ", "")
+        raise NotAudioError(describe_refusal(path, result.stderr) or f"{path}: not an audio file ({reason})")
     probed = json.loads(result.stdout or "{}")
     streams = probed.get("streams") or []
     if not streams:
         raise NotAudioError(f"{path}: no audio stream found")
     stream, container = streams[0], probed.get("format", {})
+    if int(container.get("probe_score", 0)) < MIN_PROBE_SCORE:
+        raise NotAudioError(f"{path}: not an audio file (ffprobe's best guess, {container.get('format_name')}, "
+                            f"scores {container.get('probe_score')} of 100: a guess from the name, not the content)")
     rate, channels = int(stream.get("sample_rate", 0)), int(stream.get("channels", 0))
     if rate <= 0 or channels <= 0:
         raise NotAudioError(f"{path}: audio stream without a sample rate or channel count")
     duration = stream.get("duration") or container.get("duration")
     frames = round(float(duration) * rate) if duration not in (None, "N/A") else None
-    return AudioInfo(path, rate, channels, frames, container.get("format_name", "?"), "ffmpeg")
+    format_name = container.get("format_name", "?")
+    demuxer = demuxer_of(format_name)
+    if demuxer is None:  # the whitelist let only these through; this is a guard, not a path
+        raise NotAudioError(f"{path}: {format_name} is not a container this tool reads")
+    return AudioInfo(path, rate, channels, frames, format_name, "ffmpeg", demuxer)
 
 
 def _declared_wav_frames(path: Path) -> int | None:
@@ -155,25 +181,39 @@ def _declared_wav_frames(path: Path) -> int | None:
                 f.seek(size + size % 2, os.SEEK_CUR)
 
 
+def _sndfile_info(path: Path):
+    """libsndfile's description of a file it reads (:func:`~audionorm_lab.containers.sndfile_magic`) in an
+    accepted major format; None otherwise (libsndfile is not even asked about other files: its mp3 decoder
+    prints notes on whatever it is handed)."""
+    if not sndfile_magic(path):
+        return None
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError):
+        return None
+    return info if info.format in SNDFILE_FORMATS else None
+
+
 def probe(path: str | os.PathLike) -> AudioInfo:
-    """Describe an audio file without decoding it.
+    """Describe an audio file without decoding it, and check what it is (:mod:`~audionorm_lab.containers`):
+    a playlist or any container outside the allowlist is refused here, before anything decodes it.
 
     Raises
     ------
     InputNotFoundError, EmptyInputError, NotAudioError, FfmpegNotFoundError
     """
     path = Path(path)
-    _check_input(path)
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError):
+    check_input_file(path)
+    info = _sndfile_info(path)
+    if info is None:
         return _ffprobe(path)
     if info.frames == 0:
         raise EmptyInputError(f"{path}: contains no audio frames")
     frames = info.frames
     if info.format == "WAV":
         frames = max(frames, _declared_wav_frames(path) or 0)
-    return AudioInfo(path, info.samplerate, info.channels, frames, info.format, "soundfile")
+    return AudioInfo(path, info.samplerate, info.channels, frames, info.format, "soundfile",
+                     SNDFILE_DEMUXERS[info.format])
 
 
 class AudioSource:
@@ -227,7 +267,9 @@ class SoundfileSource(AudioSource):
         try:
             return self._file.read(frames, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as exc:
-            raise DecodeError(f"{self.info.path}: decoding failed after {self.frames_read} frames ({exc})") from None
+            rate = self.info.sample_rate
+            raise DecodeError(f"{self.info.path}: the decoder gave up after {self.frames_read:,} frames "
+                              f"({self.frames_read / rate:.1f} s): the file is damaged there ({exc})") from None
 
     def close(self) -> None:
         self._file.close()
@@ -240,7 +282,7 @@ class FfmpegSource(AudioSource):
         super().__init__(info)
         self._stderr = tempfile.TemporaryFile()
         cmd = [
-            require_tool("ffmpeg", info.path), "-nostdin", "-v", "error", "-i", str(info.path),
+            require_tool("ffmpeg", info.path), "-nostdin", "-v", "error", *ffmpeg_input(info.path, info.demuxer),
             "-map", "0:a:0", "-vn", "-f", "f32le", "-acodec", "pcm_f32le",
             "-ac", str(info.channels), "-ar", str(info.sample_rate), "pipe:1",
         ]

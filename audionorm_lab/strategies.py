@@ -22,7 +22,17 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DecodeError, NotAudioError, OptionError
-from .io import AtomicSink, check_output_path, last_line, make_partial, probe, require_tool
+from .containers import ffmpeg_input
+from .io import (
+    AtomicSink,
+    AudioInfo,
+    check_input_file,
+    check_output_path,
+    last_line,
+    make_partial,
+    probe,
+    require_tool,
+)
 from .loudness import LoudnessMeter
 from .options import NormalizeOptions
 from .pipeline import NormalizeReport, _db, normalize_array, normalize_file
@@ -41,7 +51,10 @@ def _load_with_pydub(path) -> tuple[object, np.ndarray]:
         raise NotAudioError(f"{path}: pydub could not decode it ({last_line(str(exc))})") from None
     except (OSError, IndexError) as exc:
         raise DecodeError(f"{path}: pydub failed ({exc})") from None
-    samples = np.array(segment.get_array_of_samples()).reshape(-1, segment.channels).astype(np.float32)
+    try:
+        samples = np.array(segment.get_array_of_samples()).reshape(-1, segment.channels).astype(np.float32)
+    except ValueError as exc:  # a header declaring 0 channels
+        raise NotAudioError(f"{path}: pydub decoded it into no usable samples ({exc})") from None
     if segment.sample_width == 1:  # 8-bit PCM is unsigned
         samples -= 128.0
     samples /= float(1 << (8 * segment.sample_width - 1))
@@ -108,20 +121,29 @@ def full_load(src: str | os.PathLike, dst: str | os.PathLike, options: Normalize
 
     Memory grows with the file: the 16-bit AudioSegment (kept alive to the end, as
     the service kept it), float copies of the whole recording, noisereduce's work.
+    And it trusts its input as the service did: pydub hands the path to ffmpeg, which
+    follows a playlist to the files it names. This is the evidence, so it stays so;
+    the service's task admits a job before any mode runs (:mod:`audionorm_lab.admission`).
     """
     options = replace(options or NormalizeOptions(), **overrides)
-    info = probe(src)  # the same clear errors as the other strategies for missing or non-audio input
+    check_input_file(Path(src))  # the same clear errors as the other strategies for a missing or empty input
     dst = check_output_path(dst, src)
     segment, samples = _load_with_pydub(src)
-    out, report = _process_in_memory(samples, segment.frame_rate, options)
+    try:
+        out, report = _process_in_memory(samples, segment.frame_rate, options)
+    except ValueError as exc:  # noisereduce's own checks, e.g. on a 1 Hz or a 1 MHz header
+        raise DecodeError(f"{src}: the service's processing failed on it ({exc})") from None
     _export_atomically(_to_segment(out, segment.frame_rate), dst)
     return replace(report, input_path=str(src), output_path=str(dst), strategy="full-load", decoder="pydub",
-                   input_frames_expected=info.frames)
+                   input_frames_expected=int(segment.frame_count()))
 
 
-def _split_with_ffmpeg(src: Path, folder: Path, segment_seconds: float) -> list[Path]:
-    """``ffmpeg -f segment -segment_time S``: the input as 16-bit wav chunk files in ``folder``."""
-    command = [require_tool("ffmpeg", src), "-nostdin", "-v", "error", "-i", str(src), "-map", "0:a:0", "-vn",
+def _split_with_ffmpeg(info: AudioInfo, folder: Path, segment_seconds: float) -> list[Path]:
+    """``ffmpeg -f segment -segment_time S``: the input as 16-bit wav chunk files in ``folder`` (the input read
+    with the demuxer its probe found, and nothing else)."""
+    src = info.path
+    command = [require_tool("ffmpeg", src), "-nostdin", "-v", "error", *ffmpeg_input(src, info.demuxer),
+               "-map", "0:a:0", "-vn",
                "-c:a", "pcm_s16le", "-f", "segment", "-segment_time", f"{segment_seconds:g}",
                str(folder / "chunk%06d.wav")]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -160,7 +182,7 @@ def ffmpeg_segments(src: str | os.PathLike, dst: str | os.PathLike, options: Nor
     dst = check_output_path(dst, src)
     folder = Path(tempfile.mkdtemp(prefix="audionorm-segments-"))
     try:
-        chunks = _split_with_ffmpeg(src, folder, options.chunk_seconds)
+        chunks = _split_with_ffmpeg(info, folder, options.chunk_seconds)
         if concat == "stream":
             with AtomicSink(dst, info.sample_rate, info.channels, options.output_subtype, info.frames) as sink:
                 report = _process_segments(chunks, options, sink.write)

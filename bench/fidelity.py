@@ -18,6 +18,8 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
+from audionorm_lab import probe
+from audionorm_lab.containers import ffmpeg_input
 from audionorm_lab.metrics import snr_db
 from audionorm_lab.strategies import service_pcm16
 
@@ -99,7 +101,7 @@ def decoder_comparison(mp3: str | Path, seconds: float = 60.0) -> dict:
     info = sf.info(str(mp3))
     frames = int(seconds * info.samplerate)
     libsndfile, _ = sf.read(str(mp3), dtype="float64", always_2d=True, frames=frames)
-    raw = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(mp3), "-t", f"{seconds:g}",
+    raw = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", *ffmpeg_input(mp3, "mp3"), "-t", f"{seconds:g}",
                           "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"], capture_output=True, check=True).stdout
     ffmpeg = np.frombuffer(raw, "<f4").reshape(-1, info.channels).astype(np.float64)[:frames]
     segment = AudioSegment.from_file(str(mp3))
@@ -130,8 +132,8 @@ def service_decode(mp3: str | Path, dst: str | Path) -> Path:
     ``pydub.AudioSegment.from_file`` runs and reads. Streaming this file isolates the processing
     from the decoders."""
     dst = Path(dst)
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(mp3), "-vn", "-acodec", "pcm_s16le",
-                    "-f", "wav", str(dst)], check=True)
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *ffmpeg_input(mp3, probe(mp3).demuxer), "-vn",
+                    "-acodec", "pcm_s16le", "-f", "wav", str(dst)], check=True)
     return dst
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from audionorm_lab import NormalizeOptions, probe
+from audionorm_lab.containers import ffmpeg_input
 from audionorm_lab.io import last_line
 from audionorm_lab.metrics import seam_metric_file, snr_db_files
 from data.fetch_samples import make_sample, parse_duration, parse_size
@@ -162,8 +163,8 @@ def command(spec: RunSpec, output: Path, capture: Path | None) -> list[str]:
         info = probe(spec.size.path)
         filters = FFMPEG_FILTERS.format(highpass=DEFAULT_OPTIONS.highpass_hz, lowpass=DEFAULT_OPTIONS.voice_band_hz[1],
                                         target=DEFAULT_OPTIONS.target_lufs, ceiling=DEFAULT_OPTIONS.ceiling_dbfs)
-        return ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(spec.size.path), "-af", filters,
-                "-ar", str(info.sample_rate), "-c:a", "pcm_s16le", str(output)]
+        return ["ffmpeg", "-nostdin", "-v", "error", "-y", *ffmpeg_input(spec.size.path, info.demuxer),
+                "-af", filters, "-ar", str(info.sample_rate), "-c:a", "pcm_s16le", str(output)]
     if spec.strategy == "sox":
         low, high = DEFAULT_OPTIONS.voice_band_hz
         chain = SOX_CHAIN.format(src=shlex.quote(str(spec.size.path)), dst=shlex.quote(str(output)),

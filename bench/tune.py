@@ -49,6 +49,7 @@ import soundfile as sf
 from scipy import optimize
 
 from audionorm_lab import AudionormError, normalize_array, probe
+from audionorm_lab.containers import ffmpeg_input
 from audionorm_lab.io import last_line
 from audionorm_lab.metrics import seam_metric, snr_db
 from audionorm_lab.parallel import available_cores
@@ -151,7 +152,8 @@ def cut_clip(src: Path, seconds: float, folder: Path) -> Path:
         raise AudionormError(f"{src}: ffmpeg is needed to cut the clip the tuner measures (apt-get install ffmpeg)")
     suffix = src.suffix.lower() or ".mka"
     copy = folder / f"clip-{seconds:g}s{suffix}"
-    done = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-y", "-i", str(src), "-t", f"{seconds}", "-map",
+    source = ffmpeg_input(src, probe(src).demuxer)  # the input as its probe found it, and nothing else
+    done = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-y", *source, "-t", f"{seconds}", "-map",
                            "0:a:0", "-c", "copy", str(copy)], capture_output=True, text=True)
     if done.returncode == 0 and copy.exists() and copy.stat().st_size > 0:
         try:
@@ -160,7 +162,7 @@ def cut_clip(src: Path, seconds: float, folder: Path) -> Path:
         except (sf.LibsndfileError, RuntimeError):
             pass
     flac = folder / f"clip-{seconds:g}s.flac"
-    done = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-y", "-i", str(src), "-t", f"{seconds}", "-map",
+    done = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-y", *source, "-t", f"{seconds}", "-map",
                            "0:a:0", "-c:a", "flac", str(flac)], capture_output=True, text=True)
     if done.returncode != 0:
         raise AudionormError(f"{src}: ffmpeg could not cut its first {seconds:g} s ({last_line(done.stderr)})")
