@@ -8,11 +8,13 @@ integrated_loudness(path) -> float (LUFS)
 full_load(src, dst, **options), ffmpeg_segments(src, dst, concat=..., **options), STRATEGIES
 AudioProcessor(...).process_audio_job(AudioJob(input_file, output_file, options))
 DeliveryLedger(redis_client, max_deliveries=3): the service's delivery policy (every job finishes)
+admit(input_file, output_file, options, Limits(...)): what a service worker accepts, before anything decodes
 snr_db(output, reference), seam_metric(x, rate, boundaries)
 NormalizeOptions, NormalizeReport, LoudnessMeter, probe, AudioInfo
 AudionormError and its subclasses (bad input, output or option)
 """
 
+from .admission import Limits, admit
 from .delivery import DeliveryLedger
 from .errors import (
     AudionormError,
@@ -23,7 +25,10 @@ from .errors import (
     NotAudioError,
     OptionError,
     OutputPathError,
+    PathOutsideRootError,
+    TooLongError,
     UnsupportedFormatError,
+    WidthError,
 )
 from .io import AudioInfo, probe
 from .loudness import LoudnessMeter, integrated_loudness
@@ -36,7 +41,8 @@ from .strategies import STRATEGIES, ffmpeg_segments, full_load
 __version__ = "0.1.0"
 
 __all__ = [
-    "STRATEGIES", "AudioJob", "AudioProcessor", "DeliveryLedger", "ffmpeg_segments", "full_load", "seam_metric", "snr_db",
+    "STRATEGIES", "AudioJob", "AudioProcessor", "DeliveryLedger", "Limits", "admit", "PathOutsideRootError",
+    "TooLongError", "WidthError", "ffmpeg_segments", "full_load", "seam_metric", "snr_db",
     "AudioInfo", "AudionormError", "DecodeError", "EmptyInputError", "FfmpegNotFoundError", "InputNotFoundError",
     "LoudnessMeter", "NormalizeOptions", "NormalizeReport", "NotAudioError", "OptionError", "OutputPathError",
     "UnsupportedFormatError", "integrated_loudness", "normalize_array", "normalize_file", "probe",

@@ -24,8 +24,8 @@ def array_reader(samples: np.ndarray) -> Callable[[int], np.ndarray]:
     return read
 
 
-def context_chunks(read: Callable[[int], np.ndarray], channels: int, chunk_frames: int, overlap_frames: int
-                   ) -> Iterator[tuple[np.ndarray, int, int, bool]]:
+def context_chunks(read: Callable[[int], np.ndarray], channels: int, chunk_frames: int, overlap_frames: int,
+                   read_frames: int | None = None) -> Iterator[tuple[np.ndarray, int, int, bool]]:
     """Cut a stream into chunks that carry ``overlap_frames`` of context on each side.
 
     Yields ``(padded, lead, core, last)``: the chunk proper is ``padded[lead:lead + core]``,
@@ -41,7 +41,10 @@ def context_chunks(read: Callable[[int], np.ndarray], channels: int, chunk_frame
     channels : int
     chunk_frames, overlap_frames : int
         Samples per channel.
+    read_frames : int, optional
+        Frames read at a time while a chunk fills (default :data:`READ_FRAMES`).
     """
+    read_frames = read_frames or READ_FRAMES
     buffer = np.zeros((0, channels), np.float32)
     buffer_start = 0  # stream position of buffer[0], frames
     core_start = 0
@@ -49,7 +52,7 @@ def context_chunks(read: Callable[[int], np.ndarray], channels: int, chunk_frame
     while True:
         wanted_end = core_start + chunk_frames + overlap_frames + 1
         if not ended and buffer_start + len(buffer) < wanted_end:
-            buffer, ended = _extend(buffer, read, wanted_end - buffer_start - len(buffer), channels)
+            buffer, ended = _extend(buffer, read, wanted_end - buffer_start - len(buffer), channels, read_frames)
         available_end = buffer_start + len(buffer)
         if core_start >= available_end:
             return
@@ -67,15 +70,15 @@ def context_chunks(read: Callable[[int], np.ndarray], channels: int, chunk_frame
 READ_FRAMES = 1 << 16
 
 
-def _extend(buffer: np.ndarray, read: Callable[[int], np.ndarray], wanted: int, channels: int
+def _extend(buffer: np.ndarray, read: Callable[[int], np.ndarray], wanted: int, channels: int, read_frames: int
             ) -> tuple[np.ndarray, bool]:
-    """A new array: ``buffer`` then up to ``wanted`` frames read :data:`READ_FRAMES` at a time;
+    """A new array: ``buffer`` then up to ``wanted`` frames read ``read_frames`` at a time;
     and whether the stream ended. The old buffer is left as it is (chunks in flight may view it)."""
     extended = np.empty((len(buffer) + wanted, channels), np.float32)
     extended[: len(buffer)] = buffer
     filled = len(buffer)
     while filled < len(extended):
-        asked = min(READ_FRAMES, len(extended) - filled)
+        asked = min(read_frames, len(extended) - filled)
         block = read(asked)
         extended[filled: filled + len(block)] = block
         filled += len(block)

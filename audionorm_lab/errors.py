@@ -40,3 +40,17 @@ class OptionError(AudionormError):
 
 class FfmpegNotFoundError(AudionormError):
     """ffmpeg or ffprobe is needed for this input and is not on PATH."""
+
+
+class WidthError(AudionormError):
+    """The input is wider (channels x sample rate) than memory can be bounded for, here or in the memory
+    limit the service was given; nothing was decoded."""
+
+
+class TooLongError(AudionormError):
+    """The input is longer than the limit it was given (declared by its header, or found while decoding)."""
+
+
+class PathOutsideRootError(AudionormError):
+    """An input or output path resolves (symbolic links followed) outside the storage root the service confines
+    paths to."""

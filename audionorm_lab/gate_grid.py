@@ -215,15 +215,17 @@ def _report(reported: int, finished: int, peaks: list, pending: dict, on_piece) 
 class PeakScan:
     """:func:`spectral_peaks` on a thread of its own, over its own reader, ahead of the chain.
 
-    The first ``head_frames`` frames (the noise clip) are kept for :meth:`head`; each piece's
+    The first ``head_frames`` frames (the noise clip) are kept for :meth:`head`, as the mean of the
+    channels (all the noise profile uses of them: 2.4 MB whatever the width); each piece's
     peaks are handed out by :meth:`peaks` as soon as the scan has passed the piece, so
     the chain can gate piece ``p`` while the scan reads piece ``p + 1``. An error in the
     scan is raised, unchanged, in whoever waits on it.
     """
 
     def __init__(self, read: Callable[[int], np.ndarray], channels: int, grid: GateGrid, n_fft: int,
-                 head_frames: int):
+                 head_frames: int, block_frames: int = SCAN_BLOCK_FRAMES):
         self._read, self._channels, self._grid, self._n_fft = read, channels, grid, n_fft
+        self._block_frames = block_frames
         self._head_frames = head_frames
         self._head: list[np.ndarray] = []
         self._head_kept = 0
@@ -243,7 +245,9 @@ class PeakScan:
             raise _Stopped
         block = self._read(frames)
         if self._head_kept < self._head_frames:
-            self._head.append(block[: self._head_frames - self._head_kept])
+            # the mean of each frame's channels, as noisereduce takes it (row by row: the same bits as the
+            # mean of the whole clip)
+            self._head.append(block[: self._head_frames - self._head_kept].mean(axis=1))
             self._head_kept += len(self._head[-1])
         if not self._head_done and (self._head_kept >= self._head_frames or len(block) < frames):
             with self._ready:
@@ -258,7 +262,8 @@ class PeakScan:
 
     def _run(self) -> None:
         try:
-            spectral_peaks(self._read_and_keep, self._channels, self._grid, self._n_fft, on_piece=self._piece_done)
+            spectral_peaks(self._read_and_keep, self._channels, self._grid, self._n_fft, self._block_frames,
+                           on_piece=self._piece_done)
         except _Stopped:
             pass
         except BaseException as exc:  # handed to the waiting thread
@@ -274,9 +279,10 @@ class PeakScan:
                 raise self._error
 
     def head(self) -> np.ndarray:
-        """The first ``head_frames`` frames (fewer if the stream is shorter)."""
+        """The first ``head_frames`` frames (fewer if the stream is shorter), the mean of their channels:
+        float32, ``(frames,)``."""
         self._wait(lambda: self._head_done)
-        return np.concatenate(self._head) if self._head else np.zeros((0, self._channels), np.float32)
+        return np.concatenate(self._head) if self._head else np.zeros(0, np.float32)
 
     def summarize_with(self, summarize: Callable[[np.ndarray], np.ndarray]) -> None:
         """Keep ``summarize(peaks)`` of each piece instead of its peaks (those so far, and those to

@@ -63,6 +63,9 @@ class NormalizeOptions:
         Both give the same samples.
     output_subtype : str or None
         libsndfile subtype of the output (``"PCM_16"``...); None picks the format's default.
+    max_seconds : float or None
+        Longest input processed, seconds: a longer one is refused, by its header's length before
+        anything decodes, or when its decode passes the limit (a header may declare less). None: no limit.
     """
 
     chunk_seconds: float = 5.0
@@ -78,6 +81,7 @@ class NormalizeOptions:
     workers: int | None = None
     spill: str = "auto"
     output_subtype: str | None = None
+    max_seconds: float | None = None
 
     def __post_init__(self):
         if not self.chunk_seconds > 0:  # math.inf: the whole input as one chunk
@@ -94,6 +98,8 @@ class NormalizeOptions:
             raise OptionError(f"gate grid must be one of {', '.join(GATE_GRIDS)}, not {self.gate_grid!r}")
         if self.spill not in SPILL_MODES:
             raise OptionError(f"spill must be one of {', '.join(SPILL_MODES)}, not {self.spill!r}")
+        if self.max_seconds is not None and not (math.isfinite(self.max_seconds) and self.max_seconds > 0):
+            raise OptionError(f"max_seconds must be a positive number of seconds, not {self.max_seconds}")
         if self.workers is not None:
             check_workers(self.workers)
         if self.voice_band_hz is not None:

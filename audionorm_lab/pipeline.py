@@ -40,8 +40,17 @@ import numpy as np
 
 from .allocator import release_free_memory, tune_malloc
 from .chunks import context_chunks
-from .errors import EmptyInputError
-from .gate_grid import SCAN_BLOCK_FRAMES, GateGrid, PeakScan
+from .errors import EmptyInputError, TooLongError
+from .gate_grid import GateGrid, PeakScan
+from .geometry import (
+    BLOCK_SAMPLES,
+    GATE_PIECE_FRAMES,
+    SCAN_BLOCK_SAMPLES,
+    SHARED_LEAD_SAMPLES,
+    capped_frames,
+    check_width,
+    frames_of,
+)
 from .io import AtomicSink, AudioInfo, check_output_path, open_source, probe
 from .loudness import LoudnessMeter
 from .options import NormalizeOptions
@@ -177,28 +186,30 @@ class _Chain:
         # overlaps (:mod:`audionorm_lab.sections`), instead of one pass per stage.
         self.cascade = IIRFilter(np.vstack([f.sos for f in self.filters]), channels,
                                  " + ".join(f.name for f in self.filters)) if self.filters else None
-        # Geometry of the noise gate (the same for every profile at this rate).
+        # Geometry of the noise gate (the same for every profile at this rate), and of every buffer, in samples
+        # (audionorm_lab.geometry): the same bytes whatever the input's width.
         self.gate: NoiseGate | None = None
         self.peak_scan: PeakScan | None = None  # each grid piece's open bins (the 80 dB floor)
         self.denoise = options.denoise
         alignment, self.gate_context_frames = NoiseGate.geometry(rate)[:2] if self.denoise else (1, 0)
         self.grid = GateGrid.named(options.gate_grid, alignment) if self.denoise else None
-        self.chunk_frames = self._frames(options.chunk_seconds, alignment, info.frames, minimum=alignment)
-        self.overlap_frames = self._frames(options.overlap_seconds, alignment, info.frames, minimum=0) if self.denoise else 0
         # On the service grid a gate block starts on its piece's grid, up to one hop inside the overlap.
         self.gate_reach_frames = self.gate_context_frames + (alignment if self.denoise and self.grid.zero_extended
                                                              else 0)
+        self.block_frames = frames_of(BLOCK_SAMPLES, channels)
+        self.scan_block_frames = frames_of(SCAN_BLOCK_SAMPLES, channels, minimum=NoiseGate.N_FFT)
+        if math.isinf(options.chunk_seconds):
+            self.chunk_frames = (info.frames or 2**40) + alignment
+        else:
+            self.chunk_frames = max(alignment, capped_frames(options.chunk_seconds, rate, channels, alignment,
+                                                             self.gate_reach_frames))
+        self.overlap_frames = capped_frames(options.overlap_seconds, rate, channels, alignment,
+                                            self.gate_reach_frames) if self.denoise else 0
+        self.padded_samples = (self.chunk_frames + 2 * self.overlap_frames) * channels
         if self.denoise and self.overlap_frames < self.gate_reach_frames:
             self.notes.append(
                 f"overlap {options.overlap_seconds:g} s is shorter than the noise gate's context "
                 f"({self.gate_reach_frames / rate:.3f} s): chunk boundaries will differ from whole-file output")
-
-    def _frames(self, seconds: float, alignment: int, total: int | None, minimum: int) -> int:
-        """``seconds`` as frames on the gate's hop grid; ``inf`` means the whole input."""
-        if math.isinf(seconds):
-            return (total or 2**40) + alignment
-        frames = int(math.ceil(seconds * self.sample_rate / alignment)) * alignment
-        return max(minimum, frames)
 
     def stage_names(self) -> list[str]:
         names = ["noise gate (stationary spectral gating)"] if self.denoise else []
@@ -274,14 +285,24 @@ class _Chain:
 
 
 class _Reader:
-    """Reads a source, replacing NaN and +-inf samples with 0 and counting them."""
+    """Reads a source, replacing NaN and +-inf samples with 0 and counting them, and stopping a decode
+    that runs past ``max_seconds`` (its header may have declared less)."""
 
-    def __init__(self, source, pass_name: str, progress: ProgressCallback | None):
+    def __init__(self, source, pass_name: str, progress: ProgressCallback | None, max_seconds: float | None = None):
         self.source, self.pass_name, self.progress = source, pass_name, progress
+        rate = source.info.sample_rate
+        self.limit_frames = None if max_seconds is None else int(math.floor(max_seconds * rate))
         self.repaired = 0
 
     def __call__(self, frames: int) -> np.ndarray:
+        if self.limit_frames is not None:
+            frames = min(frames, self.limit_frames + 1 - self.source.frames_read)  # one frame past it tells
         block = self.source.read(frames)
+        if self.limit_frames is not None and self.source.frames_read > self.limit_frames:
+            info = self.source.info
+            declared = f"its header declared {info.duration_seconds:.1f} s" if info.frames else "no declared length"
+            raise TooLongError(f"{info.path}: decoding passed the {self.limit_frames / info.sample_rate:g} s limit "
+                               f"({declared}): stopped there")
         bad = ~np.isfinite(block)
         if bad.any():
             self.repaired += int(bad.sum())
@@ -305,18 +326,18 @@ class _Chunk(NamedTuple):
 
 def _chunks(reader, chain: _Chain) -> Iterator[_Chunk]:
     position = 0
-    for padded, lead, core, last in context_chunks(reader, chain.channels, chain.chunk_frames, chain.overlap_frames):
+    for padded, lead, core, last in context_chunks(reader, chain.channels, chain.chunk_frames, chain.overlap_frames,
+                                                   read_frames=chain.block_frames):
         yield _Chunk(padded, lead, core, last, position)
         position += core
 
 
+#: A chunk (with its overlap) of at most this many samples is gated while the one before it is filtered and
+#: written (twice the default's at stereo 48 kHz); a larger one, on a wide input, waits for it.
+OVERLAPPED_CHUNK_SAMPLES = 1_200_000
+
 #: Audio between two hand-backs of the heap's free memory (:func:`~audionorm_lab.allocator.release_free_memory`), seconds.
 RELEASE_EVERY_SECONDS = 60
-
-#: Frames the IIR stages, meters and writes take at a time: their temporaries stay about 1 MB
-#: whatever the chunk length.
-FILTER_FRAMES = 1 << 16
-
 
 def _run(open_pass, chain: _Chain, pass_name: str, progress, consume, workers: int, raw_needed: bool = True
          ) -> tuple[int, list[int], int]:
@@ -324,7 +345,8 @@ def _run(open_pass, chain: _Chain, pass_name: str, progress, consume, workers: i
 
     Each chunk is gated on a thread of its own, its pieces on ``workers`` threads, while the
     chunk before it goes through the IIR stages, meters and writes here, in order,
-    :data:`FILTER_FRAMES` at a time. Once a chunk
+    ``chain.block_frames`` at a time (:data:`~audionorm_lab.geometry.BLOCK_SAMPLES`: their temporaries
+    stay under 2 MB whatever the chunk length and the width). Once a chunk
     is gated only its output is kept (and its input, when ``raw_needed``; else ``raw`` is
     None). Returns (frames read, the frame each chunk starts at, non-finite samples repaired).
     """
@@ -336,20 +358,22 @@ def _run(open_pass, chain: _Chain, pass_name: str, progress, consume, workers: i
         return chunk.start, chunk.raw if raw_needed else None, out
 
     with open_pass() as source:
-        reader = _Reader(source, pass_name, progress)
+        reader = _Reader(source, pass_name, progress, chain.options.max_seconds)
         if chain.denoise and chain.options.noise_profile == "chunk":
             gated = (gate(_own_profile(chain, chunk)) for chunk in _chunks(reader, chain))
         else:
-            # one chunk gated (its pieces on the workers) while the one before is filtered and written
-            gated = ordered_map(gate, _chunks(reader, chain), workers=1, ahead=1 if workers > 1 else 0)
+            # one chunk gated (its pieces on the workers) while the one before is filtered and written; a wide
+            # input's chunks (mostly the gate's context) are gated and written in turn: one chunk less held
+            ahead = 1 if workers > 1 and chain.padded_samples <= OVERLAPPED_CHUNK_SAMPLES else 0
+            gated = ordered_map(gate, _chunks(reader, chain), workers=1, ahead=ahead)
         released_at = 0
         for start, raw, out in gated:
             starts.append(start)
             if start - released_at >= RELEASE_EVERY_SECONDS * chain.sample_rate:
                 release_free_memory()
                 released_at = start
-            for first in range(0, len(out), FILTER_FRAMES):
-                part = slice(first, first + FILTER_FRAMES)
+            for first in range(0, len(out), chain.block_frames):
+                part = slice(first, first + chain.block_frames)
                 consume(None if raw is None else raw[part], chain.filter(out[part]))
             del raw, out  # before the next chunk is read
         return source.frames_read, starts, reader.repaired
@@ -407,7 +431,15 @@ def _lead_frames(chain: _Chain) -> int:
     """How far the scan may read ahead of the measure pass, frames: the pass gates a chunk once the
     scan has passed the last piece the chunk's core reaches into (plus the piece's padding and a scan
     block), and has read that chunk and its overlap by then; so one piece and some margin."""
-    return chain.grid.piece_frames + 2 * chain.grid.padding_frames + 4 * SCAN_BLOCK_FRAMES + NoiseGate.N_FFT
+    return chain.grid.piece_frames + 2 * chain.grid.padding_frames + 4 * chain.scan_block_frames + NoiseGate.N_FFT
+
+
+def _share_decode(chain: _Chain, workers: int) -> bool:
+    """Whether the scan and the chain read one decode: with more than one worker (the chain follows the scan
+    on another core), on a grid of pieces, and when the lead between them holds at most
+    :data:`~audionorm_lab.geometry.SHARED_LEAD_SAMPLES` (a wider input is decoded twice instead)."""
+    return (workers > 1 and chain.grid.piece_frames is not None
+            and _lead_frames(chain) * chain.channels <= SHARED_LEAD_SAMPLES)
 
 
 def _stop_scan(chain: _Chain, source) -> None:
@@ -451,11 +483,11 @@ def _normalize(open_input, info: AudioInfo, options: NormalizeOptions, output, p
             # then each grid piece's spectral peaks, which the gate waits for piece by piece.
             started = time.perf_counter()
             scan_source = open_pass()
-            if workers > 1 and chain.grid.piece_frames is not None:
+            if _share_decode(chain, workers):
                 # one decode: the scan leads, the measure pass reads the same blocks after it
                 scan_source = SharedSource(scan_source, _lead_frames(chain))
                 open_chain = _first_then(scan_source.follower, open_pass)
-            scan_reader = _Reader(scan_source, "profile", progress)
+            scan_reader = _Reader(scan_source, "profile", progress, options.max_seconds)
 
             def read_and_measure(frames: int) -> np.ndarray:  # the input's loudness, on the scan's thread
                 block = scan_reader(frames)
@@ -463,7 +495,7 @@ def _normalize(open_input, info: AudioInfo, options: NormalizeOptions, output, p
                 return block
 
             chain.peak_scan = PeakScan(read_and_measure, channels, chain.grid, NoiseGate.N_FFT,
-                                       NOISE_PROFILE_FRAMES).start()
+                                       NOISE_PROFILE_FRAMES, block_frames=chain.scan_block_frames).start()
             clip = chain.peak_scan.head()
             if len(clip) >= NoiseGate.N_FFT:
                 chain.gate = NoiseGate(clip, rate)
@@ -472,7 +504,7 @@ def _normalize(open_input, info: AudioInfo, options: NormalizeOptions, output, p
                 chain.denoise = False
                 chain.notes.append(f"input shorter than one STFT window ({len(clip)} frames): "
                                    f"noise reduction skipped")
-            del clip  # 600,000 frames: not to be held through the passes
+            del clip  # 600,000 samples: not to be held through the passes
             if workers == 1:
                 chain.peak_scan.wait()  # the sequential path: the scan first, then the chain
             seconds["profile"] = time.perf_counter() - started
@@ -523,9 +555,9 @@ def _normalize(open_input, info: AudioInfo, options: NormalizeOptions, output, p
                 return block
 
             if path == "in place":
-                output.rewrite(lambda block: write(gain.process(block)))
+                output.rewrite(lambda block: write(gain.process(block)), chain.block_frames)
             elif path == "spill file":
-                for block in spill.blocks(1 << 16):
+                for block in spill.blocks(chain.block_frames):
                     output.write(write(gain.process(block)))
             else:
                 def apply(raw, out):
@@ -571,6 +603,40 @@ def _normalize(open_input, info: AudioInfo, options: NormalizeOptions, output, p
     )
 
 
+#: The streaming core's memory that no buffer size accounts for (allocator slack, threads, the meters' and the
+#: scan's summaries, temporaries), bytes: set from measurements (stereo 44.1 kHz: about 62 MB above the import
+#: floor in all, 16 channels at 192 kHz: about 51 MB).
+UNSIZED_BYTES = 40 * 10**6
+#: Bytes of temporaries a noise gate piece needs per frame (float64 signal, complex spectra, mask, gains).
+GATE_BYTES_PER_FRAME = 64
+
+
+def working_set_bytes(info: AudioInfo, options: NormalizeOptions) -> int:
+    """An upper estimate of what streaming ``info`` with ``options`` holds above the import floor, bytes, from
+    the buffers its geometry sizes (:mod:`~audionorm_lab.geometry`): three chunks with their overlap, a gate
+    piece per worker, the scan's lead when the decode is shared, the blocks. A service checks it against its
+    memory limit before anything decodes."""
+    chain = _Chain(info, options)
+    workers = min(check_workers(options.workers), available_cores())
+    padded = chain.chunk_frames + 2 * chain.overlap_frames
+    piece = min(padded, NoiseGate.geometry(info.sample_rate)[1] * 2 + GATE_PIECE_FRAMES) if chain.denoise else 0
+    lead = _lead_frames(chain) if chain.denoise and _share_decode(chain, workers) else 0
+    chunks_held = 3 if workers > 1 and chain.padded_samples <= OVERLAPPED_CHUNK_SAMPLES else 2
+    return int(UNSIZED_BYTES + chunks_held * padded * info.channels * 4 + workers * piece * GATE_BYTES_PER_FRAME
+               + lead * info.channels * 4 + 8 * BLOCK_SAMPLES * 8)
+
+
+def check_duration(info: AudioInfo, max_seconds: float | None) -> None:
+    """Refuse an input whose header declares more than ``max_seconds`` (None: no limit), before it decodes.
+
+    Raises
+    ------
+    TooLongError
+    """
+    if max_seconds is not None and info.duration_seconds is not None and info.duration_seconds > max_seconds:
+        raise TooLongError(f"{info.path}: {info.duration_seconds:.1f} s long, over the {max_seconds:g} s limit")
+
+
 def _options(options: NormalizeOptions | None, overrides: dict) -> NormalizeOptions:
     return replace(options or NormalizeOptions(), **overrides)
 
@@ -597,6 +663,8 @@ def normalize_file(src: str | os.PathLike, dst: str | os.PathLike, options: Norm
     """
     options = _options(options, overrides)
     info = probe(src)
+    check_width(info.path, info.channels, info.sample_rate)
+    check_duration(info, options.max_seconds)
     dst = check_output_path(dst, src)
     with AtomicSink(dst, info.sample_rate, info.channels, options.output_subtype, info.frames) as sink:
         report = _normalize(lambda: open_source(info), info, options, sink, progress)

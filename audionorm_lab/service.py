@@ -9,6 +9,12 @@ Settings come from the environment:
   ``2G``: the container's limit divided by the worker's concurrency). ``mode="auto"``
   then keeps a job in memory only when its in-memory peak fits
   (:meth:`AudioProcessor.for_memory_limit`); unset, the size threshold is the default.
+  An input too wide (channels x sample rate) to stream within it is refused before
+  it decodes (:mod:`audionorm_lab.admission`).
+- ``AUDIONORM_MAX_SECONDS``: the longest input accepted, seconds; a longer one is
+  refused by its header, and a decode that runs past it is stopped there.
+- ``AUDIONORM_STORAGE_ROOT``: when set, input and output paths must resolve (links
+  followed) inside this folder (:mod:`audionorm_lab.storage`).
 - ``AUDIONORM_VISIBILITY_TIMEOUT``: seconds before the Redis transport restores a
   message that was delivered but never acknowledged (its worker's main process was
   killed, or a broker restart lost the acknowledgement). Default 900. Set it from
@@ -25,6 +31,12 @@ Settings come from the environment:
   pass, or a broker restart during one, leaves the lock behind, and no worker
   restores anything until it expires: kombu's default of 300 s would hold a cold
   shutdown's jobs back five minutes beyond the visibility timeout.
+
+Admission (:mod:`audionorm_lab.admission`): before anything decodes, in every mode
+(``full-load`` included), the task checks the job's paths against the storage root, that
+its input is a media container on the allowlist and not a playlist or another
+indirection (:mod:`audionorm_lab.containers`), its width and its length. A refused job
+fails with the error that says why; the worker process lives on.
 
 Delivery (:mod:`audionorm_lab.delivery`): the task is ``acks_late`` with
 ``reject_on_worker_lost``. When the process running a job dies (the OOM killer's
@@ -49,12 +61,12 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 
 from billiard.exceptions import WorkerLostError
 from celery import Celery, states
 from celery.exceptions import Ignore
 
+from .admission import Limits, admit
 from .delivery import (
     DEFAULT_MAX_DELIVERIES,
     DeliveriesExhausted,
@@ -102,18 +114,11 @@ def ledger_client(url: str):
                                 retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
 
 
-def default_processor() -> AudioProcessor:
-    """``mode="auto"``'s processor: sized by ``AUDIONORM_MEMORY_LIMIT`` when it is set."""
-    limit = os.environ.get("AUDIONORM_MEMORY_LIMIT")
-    return AudioProcessor.for_memory_limit(_bytes(limit)) if limit else AudioProcessor()
-
-
-def _bytes(text: str) -> int:
-    """``"600M"``, ``"2G"``, ``"600MB"``, ``"1048576"`` -> bytes (powers of 10)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)b?\s*", text.lower())
-    if not match:
-        raise AudionormError(f"AUDIONORM_MEMORY_LIMIT={text!r}: use e.g. 600M or 2G")
-    return int(float(match.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[match.group(2)])
+def default_processor(limits: Limits) -> AudioProcessor:
+    """``mode="auto"``'s processor: sized by the memory limit (``AUDIONORM_MEMORY_LIMIT``) when it is set."""
+    if limits.memory_limit_bytes is None:
+        return AudioProcessor()
+    return AudioProcessor.for_memory_limit(limits.memory_limit_bytes)
 
 
 class JobKilledWorkerError(WorkerLostError):
@@ -137,6 +142,9 @@ def normalize_audio(self, input_file: str, output_file: str, options: dict | Non
         raise AudionormError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if self.AsyncResult(self.request.id).state in states.READY_STATES:
         raise Ignore()  # a late copy of a job that already ended (its acknowledgement was lost)
+    limits = Limits.from_environment()
+    admitted = admit(input_file, output_file, NormalizeOptions(**(options or {})), limits)
+    input_file, output_file = str(admitted.input_file), str(admitted.output_file)
     ledger = DeliveryLedger(ledger_client(self.app.conf.result_backend), max_deliveries=max_deliveries,
                             on_worker_lost=on_worker_lost)
     try:
@@ -147,13 +155,13 @@ def normalize_audio(self, input_file: str, output_file: str, options: dict | Non
         hint = " (on_worker_lost='fail'): resubmit it with mode='streaming'" if on_worker_lost == "fail" else ""
         raise JobKilledWorkerError(f"{exc}{hint}") from None
     with run as attempt:
-        job = AudioJob(input_file, output_file, NormalizeOptions(**(options or {})), job_id=self.request.id)
+        job = AudioJob(input_file, output_file, admitted.options, job_id=self.request.id)
         if attempt.mode == "full-load":
             report = full_load(job.input_file, job.output_file, job.options)
         elif attempt.mode == "streaming":
             report = streaming(job.input_file, job.output_file, job.options)
         else:
-            processor = (default_processor() if chunk_threshold_bytes is None
+            processor = (default_processor(limits) if chunk_threshold_bytes is None
                          else AudioProcessor(chunk_threshold_bytes))
             report = processor.process_audio_job(job)
     return {**report.to_dict(), "delivery": attempt.to_dict()}

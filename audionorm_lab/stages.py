@@ -15,6 +15,7 @@ import numpy as np
 
 from .chunks import array_reader, context_chunks
 from .errors import OptionError
+from .geometry import GATE_PIECE_FRAMES
 from .parallel import ordered_map
 from .sections import butterworth, filter_frames
 from .stft import istft, scipy_stft_float32, stft
@@ -131,10 +132,12 @@ class NoiseGate:
     freq_mask_smooth_hz, time_mask_smooth_ms : float
         Mask smoothing, Hz and milliseconds (noisereduce's defaults).
     piece_seconds : float
-        Longest piece gated at once, seconds. noisereduce's gating needs about
-        9 MB per second of audio per channel; a longer block is gated piece by piece
-        with ``context_frames`` of overlap, which gives the same output as one call,
-        so memory stays bounded whatever the pipeline's chunk length.
+        Longest piece gated at once, seconds (and at most
+        :data:`~audionorm_lab.geometry.GATE_PIECE_FRAMES` frames). noisereduce's gating needs
+        about 9 MB per second of audio per channel at 44.1 kHz; a longer block is gated
+        piece by piece and channel by channel, each piece with ``context_frames`` of overlap,
+        which gives the same output as one call, so memory stays bounded whatever the
+        pipeline's chunk length, the channels and the rate.
     """
 
     #: noisereduce's default STFT length, samples.
@@ -155,8 +158,8 @@ class NoiseGate:
         # noisereduce's kernel, _smoothing_filter(n_grad_freq, n_grad_time), is the outer product of two
         # triangles 1, 2, .., n, .., 2, 1 (n = n_grad + 1) over its sum: see smooth_mask
         self._smoothing = (n_grad_freq + 1, n_grad_time + 1) if smooth else None
-        self.piece_frames = max(self.hop_frames, int(math.ceil(piece_seconds * sample_rate / self.hop_frames))
-                                * self.hop_frames)
+        piece = min(piece_seconds * sample_rate, GATE_PIECE_FRAMES)  # per channel: bounded whatever the rate
+        self.piece_frames = max(self.hop_frames, int(math.ceil(piece / self.hop_frames)) * self.hop_frames)
 
     @staticmethod
     def geometry(sample_rate: int, n_fft: int = 1024, freq_mask_smooth_hz: float = 500,
@@ -207,10 +210,10 @@ class NoiseGate:
         floor from this block alone, as noisereduce would if handed only this block.
         ``keep = (start, end)`` returns only ``block[start:end]``'s output (frames), gating
         only what that needs: the rest of the block is context. The block must start on
-        the STFT grid. The pieces are gated on ``workers`` threads, each piece on its own
-        (the context makes them independent), so the memory is a few pieces whatever
-        the block's length. ``out``, if given, is the float32 ``(end - start, channels)`` array
-        the output is written into (and returned).
+        the STFT grid. Each channel's pieces are gated on ``workers`` threads, each piece of
+        each channel on its own (the context makes them independent), so the memory is a
+        few one-channel pieces whatever the block's length and width. ``out``, if given, is
+        the float32 ``(end - start, channels)`` array the output is written into (and returned).
         """
         start, end = keep if keep is not None else (0, len(block))
         if open_bins is None:
@@ -224,15 +227,18 @@ class NoiseGate:
         count = max(1, math.ceil((end - first_piece) / self.piece_frames))
         piece_frames = math.ceil((end - first_piece) / count / self.hop_frames) * self.hop_frames
 
-        def gate(piece_start: int) -> None:
+        def gate(piece: tuple[int, int]) -> None:
+            channel, piece_start = piece
             piece_end = min(piece_start + piece_frames, end)
             lo = max(0, piece_start - self.context_frames)
             hi = min(len(block), piece_end + self.context_frames)
-            gated = self._gate_piece(block[lo:hi], open_bins)
+            gated = self._gate_channel(block[lo:hi, channel], open_bins[channel])
             first = max(piece_start, start)
-            out[first - start: piece_end - start] = gated[first - lo: piece_end - lo]
+            out[first - start: piece_end - start, channel] = gated[first - lo: piece_end - lo]
 
-        for _ in ordered_map(gate, range(first_piece, end, piece_frames), workers):
+        pieces = ((channel, piece_start) for channel in range(block.shape[1])
+                  for piece_start in range(first_piece, end, piece_frames))
+        for _ in ordered_map(gate, pieces, workers):
             pass
         return out
 
@@ -259,29 +265,29 @@ class NoiseGate:
         # smoothing is linear: smooth(p * mask + (1 - p)) = p * smooth(mask) + (1 - p) * smooth(1)
         return (self.prop_decrease * counts + (1.0 - self.prop_decrease) * ones) / norm
 
-    def _gate_piece(self, block: np.ndarray, open_bins: np.ndarray) -> np.ndarray:
-        """Gate one block; a block shorter than ``n_fft`` is zero-padded to it and cut back.
+    def _gate_channel(self, signal: np.ndarray, open_bins: np.ndarray) -> np.ndarray:
+        """Gate one channel's piece ``(frames,)`` given its open bins ``(n_fft // 2 + 1,)``; float32 out. A piece
+        shorter than ``n_fft`` is zero-padded to it and cut back.
 
         noisereduce's mask is ``max(level_dB, floor_dB) > threshold_dB``; with the floor's
         open bins known, that is ``|X| > 10 ** (threshold / 20) - eps`` or an open bin.
         Spectra are ``(frames, bins)`` here (:mod:`audionorm_lab.stft`).
         """
-        frames = len(block)
+        frames = len(signal)
+        out = np.zeros(frames, np.float32)
         if frames == 0:
-            return block
+            return out
         if frames < self.n_fft:
-            block = np.concatenate([block, np.zeros((self.n_fft - frames, block.shape[1]), block.dtype)])
-        out = np.zeros(block.shape, np.float32)
-        for channel in range(block.shape[1]):
-            spectrum = stft(block[:, channel], self.n_fft, self.hop_frames)
-            mask = np.abs(spectrum) > self._threshold_magnitude
-            mask[:, open_bins[channel]] = True
-            spectrum *= self._smoothed(mask)
-            gated = istft(spectrum, self.n_fft, self.hop_frames)
-            del spectrum, mask  # before the next channel's are made
-            kept = min(len(gated), frames)
-            out[:kept, channel] = gated[:kept]
-        return out[:frames]
+            signal = np.concatenate([signal, np.zeros(self.n_fft - frames, signal.dtype)])
+        spectrum = stft(signal, self.n_fft, self.hop_frames)
+        mask = np.abs(spectrum) > self._threshold_magnitude
+        mask[:, open_bins] = True
+        spectrum *= self._smoothed(mask)
+        del mask
+        gated = istft(spectrum, self.n_fft, self.hop_frames)
+        kept = min(len(gated), frames)
+        out[:kept] = gated[:kept]
+        return out
 
 
 _EPS = np.float32(np.finfo(np.float64).eps)  # noisereduce's floor inside the log

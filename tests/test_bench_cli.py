@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["run", "compare", "report", "flat-memory", "service-repro", "service-load", "tune", "sections"]
+COMMANDS = ["run", "compare", "report", "flat-memory", "service-repro", "service-load", "tune", "sections", "hostile"]
 
 
 def undocumented_options(help_text: str) -> list[str]:

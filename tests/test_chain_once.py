@@ -79,7 +79,7 @@ def test_the_highpass_keeps_float64_state_and_gives_float32_blocks(rate):
 
 def test_a_worker_error_stops_the_run_with_the_original_error(long_wav, tmp_path, monkeypatch):
     calls = {"n": 0}
-    original = NoiseGate._gate_piece
+    original = NoiseGate._gate_channel
 
     def failing(self, *args):
         calls["n"] += 1
@@ -87,7 +87,7 @@ def test_a_worker_error_stops_the_run_with_the_original_error(long_wav, tmp_path
             raise ValueError("gate failed on piece 7")
         return original(self, *args)
 
-    monkeypatch.setattr(NoiseGate, "_gate_piece", failing)
+    monkeypatch.setattr(NoiseGate, "_gate_channel", failing)
     before = threading.active_count()
     with pytest.raises(ValueError, match="gate failed on piece 7"):
         normalize_file(long_wav, tmp_path / "out.wav", workers=2)
