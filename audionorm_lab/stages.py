@@ -52,7 +52,7 @@ class IIRFilter:
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Filter the next block: float64 state and arithmetic, float32 out. (The pipeline hands
-        it :data:`~audionorm_lab.pipeline.FILTER_FRAMES` at a time, which bounds the temporaries.)"""
+        it :data:`~audionorm_lab.geometry.BLOCK_SAMPLES` at a time, which bounds the temporaries.)"""
         return filter_frames(self.sos, block, self._zi)
 
 

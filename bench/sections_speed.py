@@ -4,8 +4,9 @@
 
 For the chain's cascade (6 sections) and the K-weighting (2), on 1, 2 and 6 channels: the
 median time of :func:`audionorm_lab.sections.filter_frames` and of ``sosfilt(sos, x, axis=0,
-zi=state)`` rounded to float32 (what the chain used before) per block of
-:data:`~audionorm_lab.pipeline.FILTER_FRAMES` frames, and whether the two agree bit for bit.
+zi=state)`` rounded to float32 (what the chain used before) per block of 65,536 frames (the
+pipeline's block on a stereo input, :data:`~audionorm_lab.geometry.BLOCK_SAMPLES` / 2), and whether
+the two agree bit for bit.
 Then the import time of ``audionorm_lab`` and of ``scipy.signal``, each in a fresh Python
 (median of 5): the start every run pays.
 """
@@ -39,24 +40,25 @@ def loop_rows(rate: int, repeat: int) -> list[dict]:
 
     from audionorm_lab import NormalizeOptions
     from audionorm_lab.loudness import k_weighting_sos
-    from audionorm_lab.pipeline import FILTER_FRAMES
+    from audionorm_lab.geometry import BLOCK_SAMPLES
     from audionorm_lab.sections import filter_frames
     from audionorm_lab.stages import highpass, voice_band
 
     options = NormalizeOptions()  # the default chain's stages
     cascade = np.vstack([highpass(options.highpass_hz, rate, 1).sos, voice_band(*options.voice_band_hz, rate, 1)[0].sos])
     stages = {"chain cascade (6 sections)": cascade, "K-weighting (2 sections)": k_weighting_sos(rate)}
+    frames = BLOCK_SAMPLES // 2  # the pipeline's block on a stereo input: every channel count timed on as many frames
     rows = []
     for name, sos in stages.items():
         for channels in (1, 2, 6):
-            x = (np.random.default_rng(channels).standard_normal((FILTER_FRAMES, channels)) * 0.1).astype(np.float32)
+            x = (np.random.default_rng(channels).standard_normal((frames, channels)) * 0.1).astype(np.float32)
             state = np.zeros((len(sos), 2, channels))
             ours = filter_frames(sos, x, state.copy())
             theirs = signal.sosfilt(sos, x, axis=0, zi=state.copy())[0].astype(np.float32)
             out = np.empty_like(x)
             ours_ms = _median_ms(lambda: filter_frames(sos, x, state, out=out), repeat)
             scipy_ms = _median_ms(lambda: signal.sosfilt(sos, x, axis=0, zi=state)[0].astype(np.float32), repeat)
-            rows.append({"stage": name, "channels": channels, "frames": FILTER_FRAMES, "ours_ms": ours_ms,
+            rows.append({"stage": name, "channels": channels, "frames": frames, "ours_ms": ours_ms,
                          "scipy_ms": scipy_ms, "speedup": scipy_ms / ours_ms,
                          "bit_for_bit": bool(np.array_equal(ours, theirs))})
     return rows

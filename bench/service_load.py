@@ -26,8 +26,8 @@ valid audio), ``leftover_temporaries``, ``faults_injected``, ``max_child_rss_byt
 ``max_worker_tree_rss_bytes``, ``audio_seconds_per_wall_second``, ``wall_seconds``,
 ``finished_by_streaming_fallback`` and a per-job timeline.
 
-``--capacity`` sweeps one worker at concurrency 1, 2 and 4 for ``auto``, ``streaming``
-and ``full-load``, with ``--memory-limit`` on the worker's whole tree (a container's
+``--capacity`` sweeps one worker at concurrency 1, 2 and 4 (``--capacity-concurrency``) for
+``auto``, ``streaming`` and ``full-load``, with ``--memory-limit`` on the worker's whole tree (a container's
 limit), no faults, and writes ``DIR/capacity.json``: for each mode, the largest
 concurrency that finished every job, the largest without a kill, and jobs per minute.
 """
@@ -376,7 +376,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="results folder (default bench/results/service-load-<time>)")
     parser.add_argument("--quick", action="store_true", help="a few short jobs, one fault of each kind (under 2 minutes)")
     parser.add_argument("--capacity", action="store_true",
-                        help="sweep concurrency 1, 2, 4 on one worker for auto and full-load, the limit on its tree")
+                        help="sweep concurrency on one worker for auto, streaming and full-load, the limit on its tree")
+    parser.add_argument("--capacity-concurrency", default=",".join(map(str, CAPACITY_CONCURRENCY)),
+                        help="the concurrencies --capacity sweeps (default 1,2,4)")
     parser.add_argument("--json", action="store_true", help="print results.json instead of the table")
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else DEFAULTS
@@ -397,7 +399,7 @@ def main(argv=None) -> int:
     deadline = parse_duration(value("deadline"))
     if args.capacity:
         summary = capacity(out, jobs_factory=jobs_factory, memory_limit_bytes=limit, deadline_seconds=deadline,
-                           log=log)
+                           concurrencies=[int(c) for c in args.capacity_concurrency.split(",")], log=log)
         print(json.dumps(summary, indent=2) if quiet else f"capacity written to {out / 'capacity.json'}")
         return 0
     results = run_load(out, workers=value("workers"), concurrency=value("concurrency"), jobs=jobs_factory(out),

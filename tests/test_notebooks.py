@@ -91,12 +91,13 @@ def test_02_tune_chunk_and_overlap(reports, forty_seconds):
 
 
 def test_02_never_hangs_under_plain_papermill(tmp_path, forty_seconds):
-    """Its default ``interactive`` under a plain papermill run: no widget, ten runs in a row, each in time."""
+    """Its default ``interactive`` under a plain papermill run: no widget, runs in a row, each in time (a widget
+    under papermill hung about 1 run in 5; without one there is nothing to hang on)."""
     import papermill
 
     source = ROOT / "notebooks" / "02_tune_chunk_and_overlap.ipynb"
     params = {"input_path": str(forty_seconds), "out_dir": str(tmp_path / "out"), **QUICK_02}
-    for run in range(10):
+    for run in range(4):
         values_path = tmp_path / f"values-{run}.json"
         papermill.execute_notebook(str(source), str(tmp_path / f"run-{run}.ipynb"),
                                    parameters={**params, "values_path": str(values_path)}, cwd=str(ROOT),
@@ -137,9 +138,9 @@ def test_a_failed_claim_fails_the_report_and_is_marked(tmp_path):
     seeded = tmp_path / "history.jsonl"
     for _ in range(3):
         history.append(seeded, _earlier_run({"streaming_rss_above_floor_mb": 1.0}, describe(),
-                                            {"sizes": "20s", "repeat": 1}))
+                                            {"sizes": "10s", "repeat": 1}))
     params = tmp_path / "params.json"
-    params.write_text(json.dumps({"04_regression_report": {"baseline_path": str(strict), "sizes": "20s",
+    params.write_text(json.dumps({"04_regression_report": {"baseline_path": str(strict), "sizes": "10s",
                                                            "repeat": 1, "history_path": str(seeded)}}))
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "bench", "report", "--only", "04_regression_report",
@@ -159,13 +160,13 @@ def test_a_failed_claim_fails_the_report_and_is_marked(tmp_path):
 def test_05_service_capacity(reports):
     values = execute("05_service_capacity", reports,
                      {"jobs": 4, "durations": "1m", "fault_every": "1s", "capacity_jobs": 2,
-                      "capacity_durations": "30s", "capacity_memory_limit": "1500M"})
+                      "capacity_durations": "30s", "capacity_memory_limit": "1500M", "capacity_concurrency": "1,2"})
     assert_every_claim_holds(values, "05_service_capacity")
     load = values["load"]
     assert load["succeeded"] == 4 and sum(load["faults_injected"].values()) >= 2
     capacity = values["capacity"]
     assert {(r["mode"], r["concurrency"]) for r in capacity["rows"]} == {
-        (m, c) for m in ("auto", "streaming", "full-load") for c in (1, 2, 4)}
+        (m, c) for m in ("auto", "streaming", "full-load") for c in (1, 2)}
     peaks = values["pool_process_peak_bytes"]
     assert peaks["streaming"] == max(r["max_child_rss_bytes"] for r in capacity["rows"] if r["mode"] == "streaming")
     sizing = {(r["container_limit_bytes"], r["longest_file_seconds"]): r for r in values["sizing"]}
