@@ -121,6 +121,19 @@ def default_processor(limits: Limits) -> AudioProcessor:
     return AudioProcessor.for_memory_limit(limits.memory_limit_bytes)
 
 
+def _already_ended(task) -> bool:
+    """Whether the job's result is already stored (a late copy of a job that ended). A result backend that does not
+    answer (a broker restarting) is no reason to fail the job: it runs, and the delivery ledger's lock, whose client
+    rides out a restart, keeps two copies from running at once."""
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import RedisError
+
+    try:
+        return task.AsyncResult(task.request.id).state in states.READY_STATES
+    except (RedisError, OperationalError, OSError):
+        return False
+
+
 class JobKilledWorkerError(WorkerLostError):
     """The job lost its worker on every delivery that may run; its message names the job and its attempts."""
 
@@ -140,7 +153,7 @@ def normalize_audio(self, input_file: str, output_file: str, options: dict | Non
     """
     if mode not in MODES:
         raise AudionormError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if self.AsyncResult(self.request.id).state in states.READY_STATES:
+    if _already_ended(self):
         raise Ignore()  # a late copy of a job that already ended (its acknowledgement was lost)
     limits = Limits.from_environment()
     admitted = admit(input_file, output_file, NormalizeOptions(**(options or {})), limits)
