@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import OptionError
+from .gate_kernels import column_max_abs
 from .stft import frame_spectra
 
 #: noisereduce's ``reduce_noise`` default ``padding``: context on each side of a piece, frames.
@@ -187,8 +188,7 @@ def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateG
                     segment[max(0, hi - seg_start):] = 0
                 frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft, axis=0)[::hop]  # (count, ch, n_fft)
                 for channel in range(channels):  # windowed in float64, as the gate's STFT
-                    magnitude = np.abs(frame_spectra(frames[:, channel]))
-                    np.maximum(peaks[piece][channel], magnitude.max(axis=0), out=peaks[piece][channel])
+                    column_max_abs(frame_spectra(frames[:, channel]), peaks[piece][channel])
                 centre += count * hop
             next_centre[piece] = centre
             if centre >= stop:

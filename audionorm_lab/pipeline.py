@@ -1,30 +1,17 @@
-"""The chunk scheduler: the chain over a stream in chunks, once, on every core, in constant memory.
+"""The streaming core's entry points: a plan, three passes, a report; the chain over a stream, once, on every core.
 
-Pass 0 (profile) reads the head of the file for the noise profile and, over the
-whole stream, each grid piece's loudest STFT frame per bin, which sets noisereduce's
-80 dB floor (:mod:`audionorm_lab.gate_grid`): a few kB per 600,000 frames. It runs on
-a thread of its own, ahead of pass 1, which waits for each piece; it also measures the
-input's loudness. With more than one worker the file is decoded once: the scan reads
-it, and pass 1 reads the same blocks a piece behind (:mod:`audionorm_lab.shared_source`).
+:func:`normalize_file` probes the input, makes a plan (:mod:`~audionorm_lab.plan`: workers, a
+shared decode, the gain path, every buffer's geometry), and runs the passes
+(:mod:`~audionorm_lab.passes`): pass 0 reads the noise clip and each grid piece's spectral peaks
+ahead of the chain, pass 1 runs the chain (:mod:`~audionorm_lab.chain`: noise gate, high-pass,
+voice band) once and measures it, pass 2 applies the gain to what pass 1 kept. The report is made
+from what the plan and the passes return, and says which plan ran.
 
-Pass 1 (measure) runs the chain (noise gate, high-pass, voice band) chunk by chunk:
-each chunk is gated on a thread of its own, its pieces spread over ``workers`` threads
-(:mod:`audionorm_lab.parallel`), while the chunk before it goes through the IIR stages
-and meters, in order. It keeps the summaries
-(the meter's 100 ms energies, the peak) and the chain's pre-gain output: in the
-output itself when it is a float WAV, or in an anonymous spill file beside it
-(:mod:`audionorm_lab.spill`). Pass 2 (apply) reads that back and applies the gain
-the summaries call for, while another thread meters what is written. With
-``spill="never"``, or no room for a spill, pass 2 runs the chain again instead (the
-same samples, no disk).
-
-Each chunk is read with ``overlap_seconds`` of audio on each side; the gate keeps only
-the chunk's own frames (overlap-save), the IIR stages carry their state from chunk to
-chunk. The gate works on the grid of ``options.gate_grid``: by default
-``reduce_noise``'s own 600,000-frame pieces, so the output is the service's whatever
-``chunk_seconds`` is (a chunk that spans a piece boundary is gated in two parts).
-Memory is O(chunk) samples (two chunks, and a few gate pieces per worker) plus
-O(duration / 100 ms) floats.
+Each chunk is read with ``overlap_seconds`` of audio on each side; the gate keeps only the chunk's
+own frames (overlap-save), the IIR stages carry their state from chunk to chunk. The gate works on
+the grid of ``options.gate_grid``: by default ``reduce_noise``'s own 600,000-frame pieces, so the
+output is the service's whatever ``chunk_seconds`` is. Memory is O(chunk) samples (two chunks, and
+a few gate pieces per worker) plus O(duration / 100 ms) floats.
 """
 
 from __future__ import annotations
@@ -34,33 +21,20 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
-from .allocator import release_free_memory, tune_malloc
-from .chunks import context_chunks
+from .allocator import tune_malloc
+from .chain import Chain
+from .chunks import context_chunks  # noqa: F401  (the continuity tests cut with it, as the pipeline does)
 from .errors import EmptyInputError, TooLongError
-from .gate_grid import GateGrid, PeakScan
-from .geometry import (
-    BLOCK_SAMPLES,
-    GATE_PIECE_FRAMES,
-    SCAN_BLOCK_SAMPLES,
-    SHARED_LEAD_SAMPLES,
-    capped_frames,
-    check_width,
-    frames_of,
-)
+from .geometry import BLOCK_SAMPLES, GATE_PIECE_FRAMES, check_width
 from .io import AtomicSink, AudioInfo, check_output_path, open_source, probe
-from .loudness import LoudnessMeter
 from .options import NormalizeOptions
-from .parallel import Aside, available_cores, check_workers, ordered_map
-from .shared_source import SharedSource
-from .spill import Spill, spill_room
-from .stages import NOISE_PROFILE_FRAMES, Gain, IIRFilter, NoiseGate, highpass, limit_gain, voice_band
-
-#: ``progress(pass_name, frames_done, frames_expected)``; frames_expected may be None.
-ProgressCallback = Callable[[str, int, "int | None"], None]
+from .passes import ApplyPass, Decodes, MeasurePass, Meters, ProgressCallback, ScanPass
+from .plan import Plan, make_plan
+from .spill import Spill
+from .stages import NoiseGate, dbfs
 
 PASS_NAMES = ("profile", "measure", "apply")
 
@@ -113,6 +87,7 @@ class NormalizeReport:
     gain_path: str = "no gain"
     workers: int = 1
     input_decodes: int = 1
+    plan: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready: ``-inf`` loudness becomes None."""
@@ -157,449 +132,77 @@ class ArraySink:
         self.samples[self.frames_written: self.frames_written + len(block)] = block
         self.frames_written += len(block)
 
-    def rewrite(self, transform, block_frames: int = 1 << 16) -> None:
+    def rewrite(self, transform, block_frames: int = BLOCK_SAMPLES // 2) -> None:
         for start in range(0, self.frames_written, block_frames):
             block = self.samples[start: min(start + block_frames, self.frames_written)]
             block[:] = transform(block)
 
 
-def _db(linear: float) -> float:
-    return 20.0 * math.log10(linear) if linear > 0 else float("-inf")
-
-
-class _Chain:
-    """The stages one normalization uses, built for one input's rate and channel count."""
-
-    def __init__(self, info: AudioInfo, options: NormalizeOptions):
-        rate, channels = info.sample_rate, info.channels
-        self.options, self.sample_rate, self.channels = options, rate, channels
-        self.notes: list[str] = []
-        self.filters: list[IIRFilter] = []
-        if options.highpass_hz is not None:
-            self.filters.append(highpass(options.highpass_hz, rate, channels))
-        if options.voice_band_hz is not None:
-            band, note = voice_band(*options.voice_band_hz, rate, channels)
-            self.filters.append(band)
-            if note:
-                self.notes.append(note)
-        # The IIR stages run as one cascade: one pass over the samples, whose sections the CPU
-        # overlaps (:mod:`audionorm_lab.sections`), instead of one pass per stage.
-        self.cascade = IIRFilter(np.vstack([f.sos for f in self.filters]), channels,
-                                 " + ".join(f.name for f in self.filters)) if self.filters else None
-        # Geometry of the noise gate (the same for every profile at this rate), and of every buffer, in samples
-        # (audionorm_lab.geometry): the same bytes whatever the input's width.
-        self.gate: NoiseGate | None = None
-        self.peak_scan: PeakScan | None = None  # each grid piece's open bins (the 80 dB floor)
-        self.denoise = options.denoise
-        alignment, self.gate_context_frames = NoiseGate.geometry(rate)[:2] if self.denoise else (1, 0)
-        self.grid = GateGrid.named(options.gate_grid, alignment) if self.denoise else None
-        # On the service grid a gate block starts on its piece's grid, up to one hop inside the overlap.
-        self.gate_reach_frames = self.gate_context_frames + (alignment if self.denoise and self.grid.zero_extended
-                                                             else 0)
-        self.block_frames = frames_of(BLOCK_SAMPLES, channels)
-        self.scan_block_frames = frames_of(SCAN_BLOCK_SAMPLES, channels, minimum=NoiseGate.N_FFT)
-        if math.isinf(options.chunk_seconds):
-            self.chunk_frames = (info.frames or 2**40) + alignment
-        else:
-            self.chunk_frames = max(alignment, capped_frames(options.chunk_seconds, rate, channels, alignment,
-                                                             self.gate_reach_frames))
-        self.overlap_frames = capped_frames(options.overlap_seconds, rate, channels, alignment,
-                                            self.gate_reach_frames) if self.denoise else 0
-        self.padded_samples = (self.chunk_frames + 2 * self.overlap_frames) * channels
-        if self.denoise and self.overlap_frames < self.gate_reach_frames:
-            self.notes.append(
-                f"overlap {options.overlap_seconds:g} s is shorter than the noise gate's context "
-                f"({self.gate_reach_frames / rate:.3f} s): chunk boundaries will differ from whole-file output")
-
-    def stage_names(self) -> list[str]:
-        names = ["noise gate (stationary spectral gating)"] if self.denoise else []
-        return names + [f.name for f in self.filters]
-
-    def reset(self) -> None:
-        if self.cascade is not None:
-            self.cascade.reset()
-
-    def filter(self, x: np.ndarray) -> np.ndarray:
-        """The IIR stages, in order, as one cascade: sequential in time (its state carries over)."""
-        return x if self.cascade is None else self.cascade.process(x)
-
-    def gate_chunk(self, chunk: "_Chunk", workers: int = 1) -> np.ndarray:
-        """The noise gate's output for a chunk's core (the core itself without a gate).
-
-        Depends on the chunk alone (and the fixed profile and open bins), so a chunk may be
-        gated on another thread while the one before is filtered; its pieces are gated on
-        ``workers`` threads.
-        """
-        if self.gate is None:
-            return chunk.padded[chunk.lead: chunk.lead + chunk.core]
-        return self._gate(chunk.padded, chunk.lead, chunk.core, chunk.start, chunk.last, workers)
-
-    def _gate(self, padded: np.ndarray, lead: int, core: int, start: int, last: bool, workers: int
-              ) -> np.ndarray:
-        """Noise-gate the core on the grid's pieces.
-
-        Each part of the core that lies in one piece is gated in a block that starts on
-        that piece's grid and carries the piece's open bins. On the service grid the
-        signal goes on as zeros beyond the file's ends, as in ``reduce_noise``: at least
-        the gate's reach of them, whatever the overlap, since the file's ends are not
-        chunk boundaries. A piece boundary inside a chunk gets the gate's reach of
-        context from the chunk, for the same reason.
-        """
-        grid, overlap, reach = self.grid, self.overlap_frames, self.gate_reach_frames
-        trail = len(padded) - lead - core
-        if grid.zero_extended:
-            zeros_before = max(0, (max(overlap, reach) if start == 0 else overlap) - lead) if start == lead else 0
-            zeros_after = max(0, (max(overlap, reach) if last else overlap) - trail)
-            if zeros_before or zeros_after:
-                padded = np.concatenate([np.zeros((zeros_before, self.channels), np.float32), padded,
-                                         np.zeros((zeros_after, self.channels), np.float32)])
-                lead, trail = lead + zeros_before, trail + zeros_after
-        block_start, core_end = start - lead, start + core
-        block_end = core_end + trail
-        out = np.empty((core, self.channels), np.float32)  # each part gated into its place: no concatenation
-        for piece, part_start, part_end in grid.split(start, core_end):
-            left = lead if part_start == start else max(lead, reach)
-            right = trail if part_end == core_end else max(trail, reach)
-            first = grid.aligned_start(piece, max(block_start, part_start - left), part_start)
-            end = min(block_end, part_end + right)
-            block = padded[max(first, block_start) - block_start: end - block_start]
-            if first < block_start:  # no context left of an unaligned start: zeros up to the grid
-                block = np.concatenate([np.zeros((block_start - first, self.channels), np.float32), block])
-            self.gate.process(block, self._open_bins(piece), keep=(part_start - first, part_end - first),
-                              workers=workers, out=out[part_start - start: part_end - start])
-        return out
-
-    def _open_bins(self, piece: int) -> np.ndarray | None:
-        """The bins the 80 dB floor opens in the piece (waits for the scan to pass it); None: the
-        gate takes the floor from the block itself (the per-chunk profile of the naive fix)."""
-        if self.peak_scan is None:
-            return None
-        packed = self.peak_scan.peaks(piece)
-        return None if packed is None else np.unpackbits(packed, axis=-1, count=NoiseGate.N_FFT // 2 + 1
-                                                         ).astype(bool)
-
-    def packed_open_bins(self, peaks: np.ndarray) -> np.ndarray:
-        """A piece's open bins, 1 bit per bin (what the scan keeps of each piece: 130 bytes for
-        stereo, 200 kB for 163 minutes)."""
-        return np.packbits(self.gate.open_bins(peaks), axis=-1)
-
-
-class _Reader:
-    """Reads a source, replacing NaN and +-inf samples with 0 and counting them, and stopping a decode
-    that runs past ``max_seconds`` (its header may have declared less)."""
-
-    def __init__(self, source, pass_name: str, progress: ProgressCallback | None, max_seconds: float | None = None):
-        self.source, self.pass_name, self.progress = source, pass_name, progress
-        rate = source.info.sample_rate
-        self.limit_frames = None if max_seconds is None else int(math.floor(max_seconds * rate))
-        self.repaired = 0
-
-    def __call__(self, frames: int) -> np.ndarray:
-        if self.limit_frames is not None:
-            frames = min(frames, self.limit_frames + 1 - self.source.frames_read)  # one frame past it tells
-        block = self.source.read(frames)
-        if self.limit_frames is not None and self.source.frames_read > self.limit_frames:
-            info = self.source.info
-            declared = f"its header declared {info.duration_seconds:.1f} s" if info.frames else "no declared length"
-            raise TooLongError(f"{info.path}: decoding passed the {self.limit_frames / info.sample_rate:g} s limit "
-                               f"({declared}): stopped there")
-        bad = ~np.isfinite(block)
-        if bad.any():
-            self.repaired += int(bad.sum())
-            block = np.where(bad, np.float32(0.0), block)
-        if self.progress is not None:
-            self.progress(self.pass_name, self.source.frames_read, self.source.info.frames)
-        return block
-
-
-class _Chunk(NamedTuple):
-    padded: np.ndarray
-    lead: int
-    core: int
-    last: bool
-    start: int  # frame of the stream the core starts at
-
-    @property
-    def raw(self) -> np.ndarray:
-        return self.padded[self.lead: self.lead + self.core]
-
-
-def _chunks(reader, chain: _Chain) -> Iterator[_Chunk]:
-    position = 0
-    for padded, lead, core, last in context_chunks(reader, chain.channels, chain.chunk_frames, chain.overlap_frames,
-                                                   read_frames=chain.block_frames):
-        yield _Chunk(padded, lead, core, last, position)
-        position += core
-
-
-#: A chunk (with its overlap) of at most this many samples is gated while the one before it is filtered and
-#: written (twice the default's at stereo 48 kHz); a larger one, on a wide input, waits for it.
-OVERLAPPED_CHUNK_SAMPLES = 1_200_000
-
-#: Audio between two hand-backs of the heap's free memory (:func:`~audionorm_lab.allocator.release_free_memory`), seconds.
-RELEASE_EVERY_SECONDS = 60
-
-def _run(open_pass, chain: _Chain, pass_name: str, progress, consume, workers: int, raw_needed: bool = True
-         ) -> tuple[int, list[int], int]:
-    """One pass of the chain over the stream: its output goes to ``consume(raw, out)``, in order.
-
-    Each chunk is gated on a thread of its own, its pieces on ``workers`` threads, while the
-    chunk before it goes through the IIR stages, meters and writes here, in order,
-    ``chain.block_frames`` at a time (:data:`~audionorm_lab.geometry.BLOCK_SAMPLES`: their temporaries
-    stay under 2 MB whatever the chunk length and the width). Once a chunk
-    is gated only its output is kept (and its input, when ``raw_needed``; else ``raw`` is
-    None). Returns (frames read, the frame each chunk starts at, non-finite samples repaired).
-    """
-    chain.reset()
-    starts = []
-
-    def gate(chunk: _Chunk) -> tuple[int, np.ndarray | None, np.ndarray]:
-        out = chain.gate_chunk(chunk, workers)
-        return chunk.start, chunk.raw if raw_needed else None, out
-
-    with open_pass() as source:
-        reader = _Reader(source, pass_name, progress, chain.options.max_seconds)
-        if chain.denoise and chain.options.noise_profile == "chunk":
-            gated = (gate(_own_profile(chain, chunk)) for chunk in _chunks(reader, chain))
-        else:
-            # one chunk gated (its pieces on the workers) while the one before is filtered and written; a wide
-            # input's chunks (mostly the gate's context) are gated and written in turn: one chunk less held
-            ahead = 1 if workers > 1 and chain.padded_samples <= OVERLAPPED_CHUNK_SAMPLES else 0
-            gated = ordered_map(gate, _chunks(reader, chain), workers=1, ahead=ahead)
-        released_at = 0
-        for start, raw, out in gated:
-            starts.append(start)
-            if start - released_at >= RELEASE_EVERY_SECONDS * chain.sample_rate:
-                release_free_memory()
-                released_at = start
-            for first in range(0, len(out), chain.block_frames):
-                part = slice(first, first + chain.block_frames)
-                consume(None if raw is None else raw[part], chain.filter(out[part]))
-            del raw, out  # before the next chunk is read
-        return source.frames_read, starts, reader.repaired
-
-
-def _own_profile(chain: _Chain, chunk: _Chunk) -> _Chunk:
-    """The naive fix: each chunk's noise profile from the chunk itself (a short last chunk keeps
-    the previous one's); in order, since each chunk replaces the chain's gate."""
-    if chain.gate is None or chunk.core >= NoiseGate.N_FFT:
-        chain.gate = NoiseGate(chunk.raw, chain.sample_rate)
-    return chunk
-
-
-class _Peak:
-    def __init__(self):
-        self.value = 0.0
-
-    def update(self, block: np.ndarray) -> None:
-        if len(block):
-            self.value = max(self.value, float(np.max(np.abs(block))))
-
-
-def _gain_path(options: NormalizeOptions, info: AudioInfo, output) -> tuple[str, str | None]:
-    """How the gain reaches the output: ``"in place"`` (rewrite the output), ``"spill file"`` (keep
-    the chain's output in a spill), or ``"chain twice"``; and a note when a spill was not possible."""
-    if options.spill == "never":
-        return "chain twice", None
-    if output.rewritable:
-        return "in place", None
-    if info.frames is None:
-        return "chain twice", "input length unknown, so no spill: the chain ran twice"
-    spill_bytes = info.frames * info.channels * 4
-    room, free = spill_room(output.folder, spill_bytes, output.estimated_bytes(info.frames))
-    if not room:
-        return "chain twice", (f"{free / 1e6:.0f} MB free in {output.folder}, too little for a "
-                               f"{spill_bytes / 1e6:.0f} MB spill: the chain ran twice")
-    return "spill file", None
-
-
-def _first_then(first: Callable, then: Callable) -> Callable:
-    """A function that returns ``first()`` when first called, ``then()`` after."""
-    called = False
-
-    def open_():
-        nonlocal called
-        if called:
-            return then()
-        called = True
-        return first()
-
-    return open_
-
-
-def _lead_frames(chain: _Chain) -> int:
-    """How far the scan may read ahead of the measure pass, frames: the pass gates a chunk once the
-    scan has passed the last piece the chunk's core reaches into (plus the piece's padding and a scan
-    block), and has read that chunk and its overlap by then; so one piece and some margin."""
-    return chain.grid.piece_frames + 2 * chain.grid.padding_frames + 4 * chain.scan_block_frames + NoiseGate.N_FFT
-
-
-def _share_decode(chain: _Chain, workers: int) -> bool:
-    """Whether the scan and the chain read one decode: with more than one worker (the chain follows the scan
-    on another core), on a grid of pieces, and when the lead between them holds at most
-    :data:`~audionorm_lab.geometry.SHARED_LEAD_SAMPLES` (a wider input is decoded twice instead)."""
-    return (workers > 1 and chain.grid.piece_frames is not None
-            and _lead_frames(chain) * chain.channels <= SHARED_LEAD_SAMPLES)
-
-
-def _stop_scan(chain: _Chain, source) -> None:
-    if isinstance(source, SharedSource):
-        source.stop()  # a scan waiting for the measure pass to catch up wakes and stops
-    if chain.peak_scan is not None:
-        chain.peak_scan.close()
-    if source is not None:
-        source.close()
-
-
 def _normalize(open_input, info: AudioInfo, options: NormalizeOptions, output, progress) -> NormalizeReport:
-    """The passes, over any source that ``open_input()`` opens afresh each time, into ``output``
+    """The plan and its passes, over any source that ``open_input()`` opens afresh each time, into ``output``
     (an :class:`~audionorm_lab.io.AtomicSink` or an :class:`ArraySink`)."""
-    decodes = 0
-
-    def open_pass():
-        nonlocal decodes
-        decodes += 1
-        return open_input()
-
-    chain = _Chain(info, options)
-    rate, channels = info.sample_rate, info.channels
-    workers = check_workers(options.workers)
-    if workers > available_cores():
-        chain.notes.append(f"{workers} workers asked for, {available_cores()} used: the cores this process may "
-                           f"use (more threads than cores add nothing)")
-        workers = available_cores()
-    seconds = dict.fromkeys(PASS_NAMES, 0.0)
-    meter_in = LoudnessMeter(rate, channels)
-    meter_before = LoudnessMeter(rate, channels)
-    meter_out = LoudnessMeter(rate, channels)
-    peak_before, peak_out = _Peak(), _Peak()
-
+    plan = make_plan(info, options, output)
+    chain, meters, decodes = Chain(plan), Meters.for_plan(plan), Decodes(open_input)
+    seconds, notes = dict.fromkeys(PASS_NAMES, 0.0), list(plan.notes)
     tune_malloc()  # before the scan's and the workers' threads
-    gain_db, limited, loudness_before, chain_runs, spill, scan_source = 0.0, False, None, 1, None, None
-    open_chain = open_pass  # opens a source for each run of the chain
+    scan = ScanPass(plan, chain, decodes, meters.meter_in, progress) if plan.scan else None
+    spill = Spill(output.folder, plan.channels) if plan.gain_path == "spill file" else None
+    chain_source = scan.chain_source if scan is not None else decodes
+    measured = None
     try:  # from here on the scan's thread is stopped, and the spill closed, whatever happens
-        if chain.denoise and options.noise_profile == "file":
-            # Pass 0 runs on its own thread and reader, ahead of the chain: the noise clip first,
-            # then each grid piece's spectral peaks, which the gate waits for piece by piece.
-            started = time.perf_counter()
-            scan_source = open_pass()
-            if _share_decode(chain, workers):
-                # one decode: the scan leads, the measure pass reads the same blocks after it
-                scan_source = SharedSource(scan_source, _lead_frames(chain))
-                open_chain = _first_then(scan_source.follower, open_pass)
-            scan_reader = _Reader(scan_source, "profile", progress, options.max_seconds)
-
-            def read_and_measure(frames: int) -> np.ndarray:  # the input's loudness, on the scan's thread
-                block = scan_reader(frames)
-                meter_in.update(block)
-                return block
-
-            chain.peak_scan = PeakScan(read_and_measure, channels, chain.grid, NoiseGate.N_FFT,
-                                       NOISE_PROFILE_FRAMES, block_frames=chain.scan_block_frames).start()
-            clip = chain.peak_scan.head()
-            if len(clip) >= NoiseGate.N_FFT:
-                chain.gate = NoiseGate(clip, rate)
-                chain.peak_scan.summarize_with(chain.packed_open_bins)  # keep 1 bit per bin, not 8 bytes
-            else:
-                chain.denoise = False
-                chain.notes.append(f"input shorter than one STFT window ({len(clip)} frames): "
-                                   f"noise reduction skipped")
-            del clip  # 600,000 samples: not to be held through the passes
-            if workers == 1:
-                chain.peak_scan.wait()  # the sequential path: the scan first, then the chain
-            seconds["profile"] = time.perf_counter() - started
-
-        measure_input = chain.peak_scan is None  # else the scan measures the input
-
-        def finish(block):
-            meter_out.update(block)
-            peak_out.update(block)
-
-        path, note = _gain_path(options, info, output) if options.normalize_loudness else ("no gain", None)
-        if note:
-            chain.notes.append(note)
-        spill = Spill(output.folder, channels) if path == "spill file" else None
+        if scan is not None:
+            notes += scan.start().notes
+            seconds["profile"] = scan.seconds
         if options.normalize_loudness:
             started = time.perf_counter()
-            keep = {"in place": output.write, "spill file": spill.write if spill else None}.get(path)
-
-            def measure(raw, out):
-                if measure_input:
-                    meter_in.update(raw)
-                meter_before.update(out)
-                peak_before.update(out)
-                if keep is not None:
-                    keep(out)
-
-            frames, starts, repaired = _run(open_chain, chain, "measure", progress, measure, workers,
-                                            raw_needed=measure_input)
-            if frames == 0:
-                raise EmptyInputError(f"{info.path}: decodes to no audio frames")
-            loudness_before = meter_before.integrated()
-            gain_db, limited = limit_gain(meter_before.gain_to(options.target_lufs), peak_before.value,
-                                          options.ceiling_dbfs)
-            if not math.isfinite(loudness_before):
-                chain.notes.append("input is silent (or under 400 ms): loudness is -inf, no gain applied")
-            elif limited:
-                chain.notes.append(
-                    f"peak ceiling {options.ceiling_dbfs:g} dBFS limited the gain to {gain_db:.2f} dB: "
-                    f"output is below the {options.target_lufs:g} LUFS target")
+            keep = {"in place": output.write, "spill file": spill.write if spill else None}.get(plan.gain_path)
+            measured = MeasurePass(chain, meters, keep, meter_input=scan is None).run(
+                chain_source(), progress, options.target_lufs, options.ceiling_dbfs)
+            notes += measured.notes
             seconds["measure"] = time.perf_counter() - started
-
         started = time.perf_counter()
-        gain = Gain(gain_db)
-        # the output is metered on another core while it is written
-        with Aside(finish, threaded=workers > 1) as measure_output:
-            def write(block):
-                measure_output.put(block)
-                return block
-
-            if path == "in place":
-                output.rewrite(lambda block: write(gain.process(block)), chain.block_frames)
-            elif path == "spill file":
-                for block in spill.blocks(chain.block_frames):
-                    output.write(write(gain.process(block)))
-            else:
-                def apply(raw, out):
-                    if not options.normalize_loudness:
-                        if measure_input:
-                            meter_in.update(raw)
-                        peak_before.update(out)
-                    output.write(write(gain.process(out)))
-
-                frames, starts, repaired = _run(open_chain, chain, "apply", progress, apply, workers,
-                                                raw_needed=measure_input and not options.normalize_loudness)
-                chain_runs = 2 if options.normalize_loudness else 1
-        if frames == 0:
+        applied = ApplyPass(chain, meters, output, measured.gain_db if measured else 0.0, options.normalize_loudness,
+                            meter_input=scan is None).run(spill, chain_source, progress)
+        run = applied or measured.run
+        if run.frames == 0:
             raise EmptyInputError(f"{info.path}: decodes to no audio frames")
         seconds["apply"] = time.perf_counter() - started
-        if chain.peak_scan is not None:
-            chain.peak_scan.wait()  # its loudness meter has seen the whole input
+        if scan is not None:
+            scan.finish()  # its loudness meter has seen the whole input
     finally:
         if spill is not None:
             spill.close()
-        _stop_scan(chain, scan_source)
+        if scan is not None:
+            scan.close()
+    return _report(info, options, plan, chain, meters, measured, run, seconds, notes,
+                   chain_runs=2 if applied is not None and options.normalize_loudness else 1,
+                   decodes=decodes.count)
 
-    expected = info.frames
-    truncated = expected is not None and expected - frames > max(4096, expected // 500)
-    if truncated:
-        chain.notes.append(f"input ended early: {frames} of {expected} declared frames decoded "
-                           f"({frames / rate:.2f} of {expected / rate:.2f} s); processed what was there")
-    if repaired:
-        chain.notes.append(f"{repaired} NaN/inf samples replaced with 0")
+
+def _report(info: AudioInfo, options: NormalizeOptions, plan: Plan, chain: Chain, meters: Meters, measured,
+            run, seconds: dict, notes: list[str], chain_runs: int, decodes: int) -> NormalizeReport:
+    """The report, from what the plan and the passes returned."""
+    expected, frames, rate = info.frames, run.frames, info.sample_rate
+    if expected is not None and expected - frames > max(4096, expected // 500):
+        notes.append(f"input ended early: {frames} of {expected} declared frames decoded "
+                     f"({frames / rate:.2f} of {expected / rate:.2f} s); processed what was there")
+    if run.repaired:
+        notes.append(f"{run.repaired} NaN/inf samples replaced with 0")
     return NormalizeReport(
-        input_path=str(info.path), output_path=None, strategy="streaming", decoder=info.decoder, sample_rate=rate, channels=channels,
-        input_frames_expected=expected, input_frames=frames, output_frames=frames,
-        input_seconds=frames / rate, output_seconds=frames / rate, truncated=truncated,
-        loudness_in_lufs=meter_in.integrated(), loudness_before_gain_lufs=loudness_before,
-        loudness_out_lufs=meter_out.integrated(),
+        input_path=str(info.path), output_path=None, strategy="streaming", decoder=info.decoder, sample_rate=rate,
+        channels=info.channels, input_frames_expected=expected, input_frames=frames, output_frames=frames,
+        input_seconds=frames / rate, output_seconds=frames / rate,
+        truncated=expected is not None and expected - frames > max(4096, expected // 500),
+        loudness_in_lufs=meters.meter_in.integrated(),
+        loudness_before_gain_lufs=measured.loudness_before_lufs if measured else None,
+        loudness_out_lufs=meters.meter_out.integrated(),
         target_lufs=options.target_lufs if options.normalize_loudness else None,
-        gain_db=gain_db, gain_limited_by_ceiling=limited, peak_before_gain_dbfs=_db(peak_before.value),
-        output_peak_dbfs=_db(peak_out.value), chunks=len(starts), chunk_frames=min(chain.chunk_frames, frames),
-        chunk_starts_frames=starts,
-        overlap_frames=chain.overlap_frames, nonfinite_samples_repaired=repaired, stages=chain.stage_names(),
-        pass_seconds=seconds, options=options.to_dict(), notes=chain.notes,
-        chain_runs=chain_runs, gain_path=path, workers=workers, input_decodes=decodes,
+        gain_db=measured.gain_db if measured else 0.0, gain_limited_by_ceiling=measured.limited if measured else False,
+        peak_before_gain_dbfs=dbfs(meters.peak_before.value), output_peak_dbfs=dbfs(meters.peak_out.value),
+        chunks=len(run.starts), chunk_frames=min(plan.chunk_frames, frames), chunk_starts_frames=run.starts,
+        overlap_frames=plan.overlap_frames, nonfinite_samples_repaired=run.repaired, stages=chain.stage_names(),
+        pass_seconds=seconds, options=options.to_dict(), notes=notes, chain_runs=chain_runs,
+        gain_path=plan.gain_path, workers=plan.workers, input_decodes=decodes, plan=plan.describe(),
     )
 
 
@@ -616,13 +219,12 @@ def working_set_bytes(info: AudioInfo, options: NormalizeOptions) -> int:
     the buffers its geometry sizes (:mod:`~audionorm_lab.geometry`): three chunks with their overlap, a gate
     piece per worker, the scan's lead when the decode is shared, the blocks. A service checks it against its
     memory limit before anything decodes."""
-    chain = _Chain(info, options)
-    workers = min(check_workers(options.workers), available_cores())
-    padded = chain.chunk_frames + 2 * chain.overlap_frames
-    piece = min(padded, NoiseGate.geometry(info.sample_rate)[1] * 2 + GATE_PIECE_FRAMES) if chain.denoise else 0
-    lead = _lead_frames(chain) if chain.denoise and _share_decode(chain, workers) else 0
-    chunks_held = 3 if workers > 1 and chain.padded_samples <= OVERLAPPED_CHUNK_SAMPLES else 2
-    return int(UNSIZED_BYTES + chunks_held * padded * info.channels * 4 + workers * piece * GATE_BYTES_PER_FRAME
+    plan = make_plan(info, options)
+    padded = plan.chunk_frames + 2 * plan.overlap_frames
+    piece = min(padded, NoiseGate.geometry(info.sample_rate)[1] * 2 + GATE_PIECE_FRAMES) if plan.denoise else 0
+    lead = plan.lead_frames if plan.shared_decode else 0
+    chunks_held = 3 if plan.gate_ahead else 2
+    return int(UNSIZED_BYTES + chunks_held * padded * info.channels * 4 + plan.workers * piece * GATE_BYTES_PER_FRAME
                + lead * info.channels * 4 + 8 * BLOCK_SAMPLES * 8)
 
 

@@ -10,11 +10,13 @@ that context (overlap-save). IIR stages need none: they carry their filter state
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from .chunks import array_reader, context_chunks
 from .errors import OptionError
+from .gate_kernels import apply_gate, column_max_abs
 from .geometry import GATE_PIECE_FRAMES
 from .parallel import ordered_map
 from .sections import butterworth, filter_frames
@@ -84,6 +86,41 @@ def voice_band(low_hz: float, high_hz: float, sample_rate: int, channels: int, o
         return IIRFilter(sos, channels, f"voice band {low_hz:g} Hz-Nyquist"), note
     sos = butterworth(order, (low_hz, high_hz), "bandpass", sample_rate)
     return IIRFilter(sos, channels, f"voice band {low_hz:g}-{high_hz:g} Hz"), None
+
+
+@dataclass(frozen=True)
+class ChainSections:
+    """The chain's IIR stages for one rate, as one cascade of second-order sections.
+
+    ``sos`` stacks the stages' sections in their order (the high-pass, then the voice band), or is
+    None when every IIR stage is off; ``names`` are the stages' names, ``notes`` what their design
+    had to say (a voice band that became a high-pass).
+    """
+
+    sos: np.ndarray | None
+    names: tuple[str, ...]
+    notes: tuple[str, ...]
+
+    def cascade(self, channels: int) -> "IIRFilter | None":
+        """The stages as one stateful filter over ``channels``: one pass over the samples, whose sections
+        the CPU overlaps (:mod:`audionorm_lab.sections`), instead of one pass per stage."""
+        return None if self.sos is None else IIRFilter(self.sos, channels, " + ".join(self.names))
+
+
+def chain_sections(highpass_hz: float | None, voice_band_hz: tuple[float, float] | None, sample_rate: int
+                   ) -> ChainSections:
+    """The one definition of the chain's IIR stages (:class:`~audionorm_lab.options.NormalizeOptions`'
+    ``highpass_hz`` and ``voice_band_hz``, Hz) at ``sample_rate`` (Hz): the pipeline, the bench and the
+    tests all build them here."""
+    stages, notes = [], []
+    if highpass_hz is not None:
+        stages.append(highpass(highpass_hz, sample_rate, 1))
+    if voice_band_hz is not None:
+        band, note = voice_band(*voice_band_hz, sample_rate, 1)
+        stages.append(band)
+        notes += [note] if note else []
+    sos = np.ascontiguousarray(np.vstack([stage.sos for stage in stages])) if stages else None
+    return ChainSections(sos, tuple(stage.name for stage in stages), tuple(notes))
 
 
 class NoiseGate:
@@ -247,8 +284,7 @@ class NoiseGate:
         for channel in range(block.shape[1]):
             for padded, _, _, _ in context_chunks(array_reader(block[:, channel:channel + 1]), 1,
                                                   self.piece_frames, self.context_frames):
-                spectrum = stft(padded[:, 0], self.n_fft, self.hop_frames)
-                peaks[channel] = np.maximum(peaks[channel], np.abs(spectrum).max(axis=0))
+                column_max_abs(stft(padded[:, 0], self.n_fft, self.hop_frames), peaks[channel])
         return self.open_bins(peaks)
 
     def _smoothed(self, mask: np.ndarray) -> np.ndarray:
@@ -280,11 +316,16 @@ class NoiseGate:
         if frames < self.n_fft:
             signal = np.concatenate([signal, np.zeros(self.n_fft - frames, signal.dtype)])
         spectrum = stft(signal, self.n_fft, self.hop_frames)
-        mask = np.abs(spectrum) > self._threshold_magnitude
-        mask[:, open_bins] = True
-        spectrum *= self._smoothed(mask)
-        del mask
-        gated = istft(spectrum, self.n_fft, self.hop_frames)
+        if self.prop_decrease == 1.0:  # the mask, its smoothing and the gains in C, in one pass or two
+            widths = self._smoothing or (1, 1)
+            live = apply_gate(spectrum, self._threshold_magnitude, open_bins, *widths,
+                              float(widths[0] ** 2 * widths[1] ** 2))
+        else:
+            mask = np.abs(spectrum) > self._threshold_magnitude
+            mask[:, open_bins] = True
+            spectrum *= self._smoothed(mask)
+            live = None
+        gated = istft(spectrum, self.n_fft, self.hop_frames, live)
         kept = min(len(gated), frames)
         out[:kept] = gated[:kept]
         return out
@@ -359,6 +400,11 @@ def _triangle_sum(x: np.ndarray, width: int, axis: int) -> np.ndarray:
             summed += padded[along(shift, count)]
         padded = summed
     return padded
+
+
+def dbfs(linear: float) -> float:
+    """A linear level (1.0 = full scale) in dBFS; ``-inf`` for 0."""
+    return 20.0 * math.log10(linear) if linear > 0 else float("-inf")
 
 
 def limit_gain(gain_db: float, peak: float, ceiling_dbfs: float) -> tuple[float, bool]:

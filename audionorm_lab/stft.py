@@ -18,6 +18,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .gate_kernels import overlap_add
+
 
 @lru_cache(maxsize=8)
 def hann(n_fft: int) -> np.ndarray:
@@ -91,20 +93,29 @@ def scipy_stft_float32(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     return np.moveaxis(spectrum.astype(np.complex64), -1, -2)
 
 
-def istft(spectra: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """Inverse of :func:`stft` (weighted overlap-add), ``(len(spectra) - 1) * hop`` samples."""
+def istft(spectra: np.ndarray, n_fft: int, hop: int, live: np.ndarray | None = None) -> np.ndarray:
+    """Inverse of :func:`stft` (weighted overlap-add), ``(len(spectra) - 1) * hop`` samples.
+
+    ``live`` (bool, one per frame) says which frames may be other than zeros: the others are not
+    transformed (a zero spectrum's inverse is zeros, which add nothing). The overlap-add runs in C
+    (:func:`~audionorm_lab.gate_kernels.overlap_add`), in the order of scipy's loop and numpy's, bit for bit.
+    """
     window = hann(n_fft)
     count = len(spectra)
     overlap = n_fft // hop
     if n_fft % hop or count == 0:
         raise ValueError(f"hop {hop} must divide n_fft {n_fft}, and there must be frames")
     out = np.zeros((count + overlap - 1, hop))
-    synthesis = (window * window.sum()).reshape(overlap, hop)
+    synthesis = _synthesis_window(n_fft)
     for first in range(0, count, BATCH_FRAMES):
-        frames = np.fft.irfft(spectra[first: first + BATCH_FRAMES], n=n_fft, axis=-1).reshape(-1, overlap, hop)
-        frames *= synthesis
-        for part in range(overlap):
-            out[first + part: first + part + len(frames)] += frames[:, part]
+        batch = spectra[first: first + BATCH_FRAMES]
+        rows = np.arange(first, first + len(batch))
+        if live is not None and not live[first: first + len(batch)].all():
+            kept = live[first: first + len(batch)]
+            if not kept.any():
+                continue
+            batch, rows = batch[kept], rows[kept]
+        overlap_add(np.fft.irfft(batch, n=n_fft, axis=-1), synthesis, out, rows)
     edge = overlap - 1  # rows that fewer than ``overlap`` frames cover, at each end
     head, period, tail = _inverse_norm_rows(n_fft, hop)
     if len(out) >= 2 * edge + 1:
@@ -125,6 +136,14 @@ def _inverse_norm(window: np.ndarray, overlap: int, hop: int, count: int) -> np.
     for part in range(overlap):
         norm[part: part + count] += squared[part]
     return 1.0 / np.where(norm > 1e-10, norm, 1.0)
+
+
+@lru_cache(maxsize=8)
+def _synthesis_window(n_fft: int) -> np.ndarray:
+    """The window each inverse transform is weighted by before it is added: Hann times its sum (scipy's)."""
+    window = hann(n_fft) * hann(n_fft).sum()
+    window.flags.writeable = False
+    return window
 
 
 @lru_cache(maxsize=8)

@@ -35,7 +35,8 @@ from .io import (
 )
 from .loudness import LoudnessMeter
 from .options import NormalizeOptions
-from .pipeline import NormalizeReport, _db, normalize_array, normalize_file
+from .pipeline import NormalizeReport, normalize_array, normalize_file
+from .stages import dbfs
 
 CONCAT_MODES = ("stream", "memory")
 
@@ -230,7 +231,7 @@ def _process_segments(chunks: list[Path], options: NormalizeOptions, write) -> N
     return replace(
         first, input_frames=frames, output_frames=frames, input_seconds=frames / rate, output_seconds=frames / rate,
         loudness_in_lufs=meter_in.integrated(), loudness_before_gain_lufs=None, loudness_out_lufs=meter_out.integrated(),
-        gain_db=float(np.median(gains)), gain_limited_by_ceiling=limited, output_peak_dbfs=_db(peak),
+        gain_db=float(np.median(gains)), gain_limited_by_ceiling=limited, output_peak_dbfs=dbfs(peak),
         chunks=len(starts), chunk_frames=int(round(options.chunk_seconds * rate)), chunk_starts_frames=starts,
         overlap_frames=0, notes=notes, decoder="ffmpeg segment + pydub",
     )

@@ -1,6 +1,7 @@
 """One measured run, inside the fresh subprocess: a strategy under memray, its report as JSON on stdout.
 
     python -m bench.child --capture RUN.bin STRATEGY IN OUT [--chunk-seconds S] [--overlap-seconds S] [--concat M]
+        [--workers N]
 
 The parent (bench.harness) samples this process tree's RSS and enforces the memory limit.
 """
@@ -24,9 +25,11 @@ def main(argv=None) -> int:
     parser.add_argument("--chunk-seconds", type=float, default=NormalizeOptions.chunk_seconds, help="seconds")
     parser.add_argument("--overlap-seconds", type=float, default=NormalizeOptions.overlap_seconds, help="seconds")
     parser.add_argument("--concat", default="stream", help="ffmpeg-segments join: stream or memory")
+    parser.add_argument("--workers", type=int, default=None, help="streaming's gating threads (default: the cores)")
     args = parser.parse_args(argv)
+    # the CLI's default output (a 32-bit float WAV, as SoX's chain writes; full-load's is the service's 16 bits)
     options = NormalizeOptions(chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
-                               output_subtype="PCM_16")
+                               workers=args.workers)
     extra = {"concat": args.concat} if args.strategy == "ffmpeg-segments" else {}
     run = STRATEGIES[args.strategy]
     if args.capture:

@@ -21,8 +21,8 @@ from pathlib import Path
 from data.fetch_samples import make_sample, parse_duration
 
 from .measure import IMPORT_FLOOR_COMMAND, default_memory_limit, run_measured
+from .paths import RESULTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 MB = 1e6
 
 

@@ -29,7 +29,6 @@ import argparse
 import csv
 import json
 import os
-import re
 import shlex
 import shutil
 import sys
@@ -43,13 +42,12 @@ from audionorm_lab import NormalizeOptions, probe
 from audionorm_lab.containers import ffmpeg_input
 from audionorm_lab.io import last_line
 from audionorm_lab.metrics import seam_metric_file, snr_db_files
-from data.fetch_samples import make_sample, parse_duration, parse_size
+from data.fetch_samples import make_sample, parse_duration
 
 from .machine import describe
-from .measure import default_memory_limit, run_measured
+from .measure import default_memory_limit, parse_limit, run_measured
+from .paths import RESULTS, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 ALL_STRATEGIES = ("full-load", "ffmpeg-segments", "streaming", "ffmpeg-filters", "sox")
 #: Outside anchors: whole chains in another tool, run as they are (no report, no memray).
 ANCHORS = ("ffmpeg-filters", "sox")
@@ -82,6 +80,7 @@ class RunSpec:
     overlap_seconds: float | None
     concat: str | None
     repeat: int
+    workers: int | None = None  # streaming's gating threads; None: its default
 
     @property
     def run_id(self) -> str:
@@ -92,6 +91,8 @@ class RunSpec:
             parts.append(f"o{self.overlap_seconds:g}")
         if self.concat:
             parts.append(self.concat)
+        if self.workers is not None:
+            parts.append(f"w{self.workers}")
         parts.append(f"r{self.repeat}")
         return "-".join(parts)
 
@@ -99,7 +100,8 @@ class RunSpec:
     def is_reference(self) -> bool:
         """The streaming run at default settings: what every other run of this size is compared with."""
         return (self.strategy == "streaming" and self.chunk_seconds == DEFAULT_OPTIONS.chunk_seconds
-                and self.overlap_seconds == DEFAULT_OPTIONS.overlap_seconds and self.repeat == 0)
+                and self.overlap_seconds == DEFAULT_OPTIONS.overlap_seconds and self.repeat == 0
+                and self.workers is None)
 
 
 def _numbers(text: str) -> list[float]:
@@ -119,11 +121,12 @@ def resolve_sizes(text: str, log) -> list[Size]:
 
 
 def plan(sizes: list[Size], strategies: list[str], chunks: list[float], sweep_labels: set[str],
-         overlaps: list[float], concats: list[str], repeat: int, caps: dict[str, float] | None = None
-         ) -> list[RunSpec]:
+         overlaps: list[float], concats: list[str], repeat: int, caps: dict[str, float] | None = None,
+         workers: tuple[int | None, ...] = (None,)) -> list[RunSpec]:
     """The run list, ordered so that each size's reference (streaming, defaults) comes first.
 
-    ``caps`` maps a strategy to the longest input (seconds) it runs on.
+    ``caps`` maps a strategy to the longest input (seconds) it runs on; streaming at the default chunking runs
+    once with each of ``workers`` (None: its default), one after the other in each repeat.
     """
     caps = caps or {}
     default_chunk, default_overlap = DEFAULT_OPTIONS.chunk_seconds, DEFAULT_OPTIONS.overlap_seconds
@@ -133,28 +136,27 @@ def plan(sizes: list[Size], strategies: list[str], chunks: list[float], sweep_la
             wanted = []
             for strategy in strategies:
                 if strategy == "streaming":
-                    wanted.append(("streaming", default_chunk, default_overlap, None))
+                    wanted += [("streaming", default_chunk, default_overlap, None, w) for w in workers]
                 elif strategy == "ffmpeg-segments":
-                    wanted += [("ffmpeg-segments", default_chunk, None, c) for c in concats]
+                    wanted += [("ffmpeg-segments", default_chunk, None, c, None) for c in concats]
                 else:
-                    wanted.append((strategy, None, None, None))
+                    wanted.append((strategy, None, None, None, None))
             if size.label in sweep_labels:
                 for chunk in chunks:
                     if "streaming" in strategies:
-                        wanted.append(("streaming", chunk, default_overlap, None))
+                        wanted.append(("streaming", chunk, default_overlap, None, None))
                     if "ffmpeg-segments" in strategies:
-                        wanted.append(("ffmpeg-segments", chunk, None, concats[0]))
+                        wanted.append(("ffmpeg-segments", chunk, None, concats[0], None))
                 for overlap in overlaps:
                     if "streaming" in strategies:
-                        wanted.append(("streaming", default_chunk, overlap, None))
+                        wanted.append(("streaming", default_chunk, overlap, None, None))
             seen = set()
-            for strategy, chunk, overlap, concat in wanted:
-                key = (strategy, chunk, overlap, concat)
-                if size.seconds > caps.get(strategy, float("inf")):
+            for key in wanted:
+                if size.seconds > caps.get(key[0], float("inf")):
                     continue
                 if key not in seen:
                     seen.add(key)
-                    specs.append(RunSpec(strategy, size, chunk, overlap, concat, r))
+                    specs.append(RunSpec(key[0], size, *key[1:4], r, key[4]))
     return sorted(specs, key=lambda s: (sizes.index(s.size), s.repeat, not s.is_reference))
 
 
@@ -178,6 +180,8 @@ def command(spec: RunSpec, output: Path, capture: Path | None) -> list[str]:
         cmd += ["--overlap-seconds", f"{spec.overlap_seconds:g}"]
     if spec.concat:
         cmd += ["--concat", spec.concat]
+    if spec.workers is not None:
+        cmd += ["--workers", str(spec.workers)]
     return cmd
 
 
@@ -211,7 +215,8 @@ def execute(spec: RunSpec, scratch: Path, captures: Path | None, limit: int, ref
     row = {
         "run_id": spec.run_id, "strategy": spec.strategy, "size": spec.size.label, "input": str(spec.size.path),
         "audio_seconds": spec.size.seconds, "chunk_seconds": spec.chunk_seconds,
-        "overlap_seconds": spec.overlap_seconds, "concat": spec.concat, "repeat": spec.repeat,
+        "overlap_seconds": spec.overlap_seconds, "concat": spec.concat, "workers": spec.workers,
+        "repeat": spec.repeat,
         "status": result.status, "killed": result.killed, "returncode": result.returncode,
         "peak_rss_bytes": result.peak_rss_bytes, "maxrss_bytes": result.maxrss_bytes,
         "rss_at_kill_bytes": result.rss_at_kill_bytes, "memory_limit_bytes": limit,
@@ -277,13 +282,6 @@ def write_results(out: Path, rows: list[dict], parameters: dict) -> None:
     (out / "results.json").write_text(json.dumps(payload, indent=2, default=str))
 
 
-def parse_limit(text: str | None) -> int | None:
-    """A memory limit as the command lines take it ('600M', '2G', '1.5GB', '150MiB', bytes) -> bytes; None: None."""
-    if text is None:
-        return None
-    return parse_size(re.sub(r"(?i)^(\d+(?:\.\d+)?)([kmg])$", r"\1\2b", text.strip()))
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench run", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", help=f"input lengths, comma-separated, e.g. 1m,10m,163m (default {DEFAULTS['sizes']})")
@@ -301,6 +299,8 @@ def main(argv=None) -> int:
     parser.add_argument("--full-matrix", action="store_true",
                         help="run ffmpeg-segments, ffmpeg-filters and sox on every size too (about 30 minutes here)")
     parser.add_argument("--no-plots", action="store_true", help="write results only, no PNG plots")
+    parser.add_argument("--workers", default="",
+                        help="streaming's workers, comma-separated, each a run beside its default (e.g. 1,2)")
     parser.add_argument("--no-memray", action="store_true",
                         help="measure RSS without memray tracking (memray's own tables grow with a run's length)")
     args = parser.parse_args(argv)
@@ -319,6 +319,7 @@ def main(argv=None) -> int:
     limit = parse_limit(args.memory_limit) or default_memory_limit()
     specs = plan(sizes, strategies, chunks, sweep, _numbers(args.overlaps),
                  [c.strip() for c in args.concats.split(",")], args.repeat,
+                 workers=(None, *(int(w) for w in _numbers(args.workers))),
                  caps={} if args.full_matrix else DEFAULT_CAPS_SECONDS)
     out = args.out or RESULTS / time.strftime("%Y%m%d-%H%M%S")
     scratch, captures = out / "scratch", None if args.no_memray else out / "captures"

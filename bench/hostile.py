@@ -25,8 +25,7 @@ import soundfile as sf
 from audionorm_lab.io import PARTIAL_SUFFIX
 from data.hostile import make_corpus, mark_unread, secret_of, was_read
 
-from .harness import parse_limit
-from .measure import IMPORT_FLOOR_COMMAND, run_measured
+from .measure import IMPORT_FLOOR_COMMAND, parse_limit, run_measured
 
 DEFAULT_STRATEGIES = ("streaming", "full-load")
 

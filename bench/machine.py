@@ -13,7 +13,8 @@ from pathlib import Path
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
+from .paths import ROOT
+
 LIBRARIES = ("numpy", "scipy", "noisereduce", "soundfile", "pydub", "memray", "celery")
 
 

@@ -12,6 +12,7 @@ harness, as full-load does; the sampled tree figure is the one to quote.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -134,6 +135,15 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def parse_limit(text: str | None) -> int | None:
+    """A memory limit as the command lines take it ('600M', '2G', '1.5GB', '150MiB', bytes) -> bytes; None: None."""
+    if text is None:
+        return None
+    from data.fetch_samples import parse_size
+
+    return parse_size(re.sub(r"(?i)^(\d+(?:\.\d+)?)([kmg])$", r"\1\2b", text.strip()))
 
 
 def default_memory_limit() -> int:

@@ -17,8 +17,9 @@ import numpy as np
 
 from audionorm_lab import normalize_array, probe
 
-from . import harness, kill_limit
-from .measure import IMPORT_FLOOR_COMMAND, run_measured
+from . import kill_limit
+from .measure import IMPORT_FLOOR_COMMAND, parse_limit, run_measured
+from .paths import ROOT
 
 MB = 1e6
 
@@ -43,7 +44,7 @@ def _bench(command: str, argv: list[str], **options) -> subprocess.CompletedProc
         elif value not in (None, False):
             argv += [f"--{key.replace('_', '-')}", str(value)]
     result = subprocess.run([sys.executable, "-m", "bench", command, *argv], capture_output=True, text=True,
-                            cwd=harness.ROOT)
+                            cwd=ROOT)
     if result.returncode != 0:
         raise RuntimeError(f"bench {command} failed: {result.stderr.strip()[-500:]}")
     return result
@@ -82,7 +83,7 @@ def matrix_under_derived_limit(out: str | Path, sizes: str, memory_limit: str = 
                                                                                    info.channels))
         limit = {**chosen.to_dict(), "chosen": "derived", "why": chosen.explain(), "longest_size": longest["label"]}
     else:
-        limit = {"limit_bytes": harness.parse_limit(given), "chosen": "given"}
+        limit = {"limit_bytes": parse_limit(given), "chosen": "given"}
     full = run_matrix(out / "full-load", sizes=sizes, strategies="full-load", memory_limit=limit["limit_bytes"],
                       **options)
     return {"rows": streaming["rows"] + full["rows"], "limit": limit}

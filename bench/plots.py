@@ -17,8 +17,6 @@ from .regression import at_default_chunking
 MB = 1e6
 COLOURS = {"full-load": "tab:red", "ffmpeg-segments": "tab:orange", "streaming": "tab:green",
            "ffmpeg-filters": "tab:blue", "sox": "tab:purple"}
-#: The service's modes (notebook 05): auto streams long jobs and keeps short ones in memory.
-MODE_COLOURS = {"full-load": "tab:red", "streaming": "tab:green", "auto": "tab:olive"}
 
 
 def plot_rss_vs_size(rows, limit, ax):
@@ -112,103 +110,6 @@ def plot_difference_spectrograms(outputs: dict, differences_db: dict, fig) -> No
         ax.set_xlabel("time (s)")
     np.atleast_1d(axes)[0].set_ylabel("frequency (kHz)")
     fig.colorbar(mesh, ax=list(np.atleast_1d(axes)), label="difference, dB re. the service's loudest bin")
-
-
-FAULT_COLOURS = {"kill-child": "tab:red", "restart-broker": "tab:blue", "warm-shutdown": "tab:orange",
-                 "cold-shutdown": "black"}
-
-
-def plot_fault_timeline(results: dict, ax) -> None:
-    """Jobs against time (submitted to finished, each run a thicker bar) with the faults as vertical lines."""
-    from .service_load import run_end_time
-
-    origin = min(j["submitted"] for j in results["jobs"])
-    for row, job in enumerate(sorted(results["jobs"], key=lambda j: j["job"])):
-        end = (job["finished"] or origin + results["wall_seconds"]) - origin
-        ax.hlines(row, job["submitted"] - origin, end, colors="0.8", linewidth=1)
-        starts = [r for r in job["runs"] if r["event"] == "start"]
-        for run in starts:
-            run_end = run_end_time(run, job["runs"])
-            finished = run_end is not None
-            stop = run_end if finished else min([r["time"] for r in starts if r["time"] > run["time"]] or [end + origin])
-            colour = COLOURS["streaming"] if run["mode"] == "streaming" else COLOURS["full-load"]
-            ax.hlines(row, run["time"] - origin, stop - origin, colors=colour, linewidth=5 if finished else 2,
-                      alpha=1.0 if finished else 0.5)
-        marker = {"SUCCESS": "o", "FAILURE": "x"}.get(job["state"], "D")  # D: lost (no final state)
-        ax.plot(end, row, marker, color="black", markersize=4)
-    seen = set()
-    for fault in results["faults"]:
-        ax.axvline(fault["time"] - origin, color=FAULT_COLOURS.get(fault["kind"], "0.5"), linestyle="--",
-                   linewidth=1, label=None if fault["kind"] in seen else fault["kind"])
-        seen.add(fault["kind"])
-    ax.set(xlabel="seconds since submission", ylabel="job",
-           title="jobs over time (thick: the run that finished; thin: a run that lost its worker)")
-    if seen:
-        ax.legend(loc="lower right", fontsize=8)
-
-
-def plot_capacity(summary: dict, axes) -> None:
-    """Jobs per minute and the worker tree's peak RSS against concurrency, for each mode, with the limit."""
-    limit = summary["memory_limit_bytes"]
-    for mode in summary["by_mode"]:
-        rows = sorted((r for r in summary["rows"] if r["mode"] == mode), key=lambda r: r["concurrency"])
-        colour = MODE_COLOURS.get(mode)
-        xs = [r["concurrency"] for r in rows]
-        axes[0].plot(xs, [r["jobs_per_minute"] or 0 for r in rows], "o-", color=colour, label=mode)
-        axes[1].plot(xs, [r["max_worker_tree_rss_bytes"] / MB for r in rows], "o-", color=colour, label=mode)
-        for r in rows:
-            if r["kills"]:
-                axes[1].annotate(f"{r['kills']} killed", (r["concurrency"], r["max_worker_tree_rss_bytes"] / MB),
-                                 textcoords="offset points", xytext=(4, 4), fontsize=8, color=colour)
-    axes[1].axhline(limit / MB, color="black", linestyle=":", label="worker memory limit")
-    axes[0].set(xlabel="pool processes (concurrency)", ylabel="jobs per minute", title="throughput")
-    axes[1].set(xlabel="pool processes (concurrency)", ylabel="MB", title="worker tree peak RSS")
-    for ax in axes:
-        ax.set_xticks(sorted({r["concurrency"] for r in summary["rows"]}))
-        ax.legend(fontsize=8)
-
-
-def plot_tune_model(result: dict, axes) -> None:
-    """The tuner's measured runs and fitted model: peak RSS and speed against chunk length (per workers),
-    and fidelity against overlap with the target."""
-    from .tune import Model
-
-    model = Model.from_dict(result["model"])
-    runs = [r for r in result["runs"] if r["overlap_seconds"] == 0.5]
-    chunks = np.geomspace(1, 120, 60)
-    for workers in sorted({r["workers"] for r in result["runs"]}):
-        mine = sorted((r for r in runs if r["workers"] == workers), key=lambda r: r["chunk_seconds"])
-        line = axes[0].plot(chunks, [model.peak_rss_bytes(c, 0.5, workers) / MB for c in chunks], "-",
-                            label=f"model, {workers} workers")[0]
-        axes[0].plot([r["chunk_seconds"] for r in mine], [r["peak_rss_bytes"] / MB for r in mine], "o",
-                     color=line.get_color(), label=f"measured, {workers} workers")
-        clip = result["clip_seconds"]
-        axes[1].plot(chunks, [model.realtime_multiple(c, 0.5, workers, clip) for c in chunks], "-",
-                     color=line.get_color(), label=f"model, {workers} workers")
-        axes[1].plot([r["chunk_seconds"] for r in mine], [clip / r["wall_seconds"] for r in mine], "o",
-                     color=line.get_color())
-    axes[0].axhline(result["budget_per_job_bytes"] / MB, color="black", linestyle=":", label="budget per job")
-    axes[0].set(xscale="log", xlabel="chunk length (s)", ylabel="peak RSS (MB)", title="memory (overlap 0.5 s)")
-    axes[1].set(xscale="log", xlabel="chunk length (s)", ylabel="x real time",
-                title=f"speed on the {result['clip_seconds']:.0f} s clip")
-    fidelity = result["fidelity"]
-    axes[2].plot([max(r["overlap_seconds"], 1e-3) for r in fidelity], [r["snr_vs_whole_db"] for r in fidelity], "o-")
-    axes[2].axhline(result["target_fidelity_db"], color="tab:red", linestyle="--", label="target")
-    axes[2].set(xscale="log", xlabel="overlap (s; 0 drawn at 1 ms)", ylabel="SNR vs whole file (dB)",
-                title="fidelity (200 dB = identical)")
-    for ax in axes:
-        ax.legend(fontsize=8)
-
-
-def plot_prediction(prediction: dict, ax) -> None:
-    """One setting's predicted peak RSS against the per-job budget, as a bar."""
-    budget = prediction["budget_per_job_bytes"] / MB
-    peak = prediction["predicted_peak_rss_bytes"] / MB
-    ax.barh([0], [peak], color="tab:green" if prediction["fits"] else "tab:red")
-    ax.axvline(budget, color="black", linestyle=":")
-    ax.set(yticks=[], xlim=(0, max(budget, peak) * 1.15), xlabel="MB",
-           title=f"predicted peak {peak:.0f} MB of {budget:.0f} MB; {prediction['predicted_realtime_multiple']:.0f}x "
-                 f"real time; {prediction['fidelity_db']:.0f} dB")
 
 
 HISTORY_COLOURS = {"regressed": "tab:red", "improved": "tab:green", "within noise": "black", "no history": "tab:gray"}

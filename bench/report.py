@@ -21,8 +21,8 @@ from pathlib import Path
 from . import index_page
 from .claims import failed
 from .machine import describe
+from .paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 #: A cell that runs longer fails the notebook instead of hanging the report (or CI).
 EXECUTION_TIMEOUT_SECONDS = 1200
 NOTEBOOKS = ("01_reproduce_oom", "02_tune_chunk_and_overlap", "03_memory_profiles", "04_regression_report",

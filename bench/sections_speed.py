@@ -42,10 +42,10 @@ def loop_rows(rate: int, repeat: int) -> list[dict]:
     from audionorm_lab.loudness import k_weighting_sos
     from audionorm_lab.geometry import BLOCK_SAMPLES
     from audionorm_lab.sections import filter_frames
-    from audionorm_lab.stages import highpass, voice_band
+    from audionorm_lab.stages import chain_sections
 
     options = NormalizeOptions()  # the default chain's stages
-    cascade = np.vstack([highpass(options.highpass_hz, rate, 1).sos, voice_band(*options.voice_band_hz, rate, 1)[0].sos])
+    cascade = chain_sections(options.highpass_hz, options.voice_band_hz, rate).sos
     stages = {"chain cascade (6 sections)": cascade, "K-weighting (2 sections)": k_weighting_sos(rate)}
     frames = BLOCK_SAMPLES // 2  # the pipeline's block on a stereo input: every channel count timed on as many frames
     rows = []

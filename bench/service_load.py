@@ -49,7 +49,8 @@ from data.fetch_samples import make_sample, parse_duration
 
 from .celery_cluster import Cluster, client_app, send_job
 from .faults import FAULT_KINDS, FaultInjector
-from .harness import RESULTS, parse_limit
+from .measure import parse_limit
+from .paths import RESULTS
 
 MODES = ("auto", "streaming", "full-load")
 CAPACITY_CONCURRENCY = (1, 2, 4)

@@ -42,8 +42,8 @@ from audionorm_lab import probe
 from data.fetch_samples import make_sample, parse_duration
 
 from .celery_cluster import CeleryWorker, RedisServer, client_app, send_job
-from .harness import parse_limit
 from .kill_limit import NoRoomForLimit, between, full_load_predicted_bytes
+from .measure import parse_limit
 
 KILL_LINES = re.compile(r"exited with 'signal 9 \(SIGKILL\)'|WorkerLostError")
 

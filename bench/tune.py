@@ -54,8 +54,7 @@ from audionorm_lab.io import last_line
 from audionorm_lab.metrics import seam_metric, snr_db
 from audionorm_lab.parallel import available_cores
 
-from .harness import parse_limit
-from .measure import run_measured
+from .measure import parse_limit, run_measured
 
 MEASURE_CHUNKS_SECONDS = (2.0, 5.0, 15.0, 40.0)
 MEASURE_OVERLAPS_SECONDS = (0.05, 2.0)

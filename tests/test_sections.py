@@ -10,7 +10,8 @@ from scipy import signal
 from audionorm_lab.loudness import channel_weights, k_weighting_sos
 from audionorm_lab.metrics import snr_db
 from audionorm_lab.sections import butterworth, filter_frames, weighted_power
-from audionorm_lab.stages import highpass, noise_profile_db, voice_band
+from audionorm_lab import NormalizeOptions
+from audionorm_lab.stages import chain_sections, noise_profile_db
 from audionorm_lab.stft import hann, scipy_stft_float32
 from conftest import encode, speech_like
 
@@ -19,8 +20,11 @@ RATE = 44100
 
 def chain_sos(sections: int) -> np.ndarray:
     """2 (a high-pass), 4 (the voice band), 6 (both: the chain's cascade) or 3 (any other count)."""
-    hp, band = highpass(80, RATE, 1).sos, voice_band(100, 8000, RATE, 1)[0].sos
-    return {2: hp, 4: band, 6: np.vstack([hp, band]), 3: np.vstack([hp, band[:1]])}[sections]
+    options = NormalizeOptions()
+    hp = chain_sections(options.highpass_hz, None, RATE).sos
+    band = chain_sections(None, options.voice_band_hz, RATE).sos
+    cascade = chain_sections(options.highpass_hz, options.voice_band_hz, RATE).sos
+    return {2: hp, 4: band, 6: cascade, 3: np.vstack([hp, band[:1]])}[sections]
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 6])

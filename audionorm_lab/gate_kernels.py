@@ -1,0 +1,90 @@
+"""The noise gate's element-wise work on spectra, in C (``_gate.c``): the same bits as numpy, in fewer passes.
+
+- :func:`apply_gate`: the mask (a magnitude above its bin's threshold, or an open bin),
+  noisereduce's smoothing of it (exact integer running sums) and the gains it gives, multiplied
+  into the spectrum; and which frames kept any gain (a frame that kept none is zeros after the
+  inverse transform, which need not be computed).
+- :func:`overlap_add`: the inverse STFT's weighted overlap-add of a batch of frames.
+- :func:`column_max_abs`: each bin's largest magnitude, for the scan's peaks.
+
+Each equals the numpy expression named in its docstring, bit for bit (``tests/test_gate_kernels.py``).
+Magnitudes come from numpy's own ``np.abs`` wherever they decide anything: the C code compares
+squared magnitudes only where they decide beyond doubt (outside a relative band of 1e-12, where
+rounding cannot reach), and hands the rest, a handful per spectrum, back to ``np.abs``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _gate
+
+AMBIGUOUS = 2
+
+
+def _spectrum(spectrum: np.ndarray) -> None:
+    if spectrum.dtype != np.complex128 or spectrum.ndim != 2 or not spectrum.flags.c_contiguous:
+        raise ValueError(f"spectrum must be C-contiguous complex128 (frames, bins), not {spectrum.dtype} "
+                         f"{spectrum.shape}")
+
+
+def gate_mask(spectrum: np.ndarray, thresholds: np.ndarray, open_bins: np.ndarray) -> np.ndarray:
+    """``np.abs(spectrum) > thresholds`` with ``mask[:, open_bins] = True``, as uint8 0/1 ``(frames, bins)``."""
+    _spectrum(spectrum)
+    frames, bins = spectrum.shape
+    thresholds = np.ascontiguousarray(np.broadcast_to(thresholds, (bins,)), dtype=np.float64)
+    opened = np.ascontiguousarray(open_bins, dtype=np.uint8)
+    if opened.shape != (bins,):
+        raise ValueError(f"open_bins must be ({bins},), not {opened.shape}")
+    mask = np.empty((frames, bins), np.uint8)
+    if _gate.mask(spectrum, thresholds, opened, mask, frames, bins):
+        flat = mask.reshape(-1)
+        unsure = np.flatnonzero(flat == AMBIGUOUS)
+        flat[unsure] = np.abs(spectrum.reshape(-1)[unsure]) > thresholds[unsure % bins]
+    return mask
+
+
+def apply_gate(spectrum: np.ndarray, thresholds: np.ndarray, open_bins: np.ndarray, freq_width: int,
+               time_width: int, norm: float) -> np.ndarray:
+    """Gate ``spectrum`` (complex128 ``(frames, bins)``) in place; return the frames that kept any gain (bool).
+
+    numpy: ``mask = np.abs(spectrum) > thresholds; mask[:, open_bins] = True;
+    spectrum *= smooth_mask(mask, freq_width, time_width) / norm``.
+    """
+    mask = gate_mask(spectrum, thresholds, open_bins)
+    frames, bins = spectrum.shape
+    live = np.empty(frames, np.uint8)
+    _gate.smooth_and_apply(spectrum, mask, int(freq_width), int(time_width), float(norm), live, frames, bins)
+    return live.view(bool)
+
+
+def overlap_add(frames: np.ndarray, synthesis: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:
+    """Add ``frames * synthesis`` (float64 ``(k, n_fft)``) into ``out`` (float64 ``(rows, hop)``), frame ``i`` from
+    row ``rows[i]`` on, a part of ``hop`` samples at a time.
+
+    numpy, for frames at consecutive rows from ``first``: ``frames = frames.reshape(-1, overlap, hop);
+    frames *= synthesis.reshape(overlap, hop)``, then ``out[first + part: first + part + k] += frames[:, part]``
+    for each part in order.
+    """
+    frames = np.ascontiguousarray(frames, dtype=np.float64)
+    synthesis = np.ascontiguousarray(synthesis, dtype=np.float64)
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    if frames.ndim != 2 or synthesis.shape != (frames.shape[1],) or out.ndim != 2 or len(rows) != len(frames):
+        raise ValueError("frames (k, n_fft), synthesis (n_fft,), out (rows, hop) and k rows are needed")
+    if out.dtype != np.float64 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous float64, not {out.dtype}")
+    _gate.overlap_add(frames, synthesis, out, rows, len(frames), frames.shape[1], out.shape[1], out.shape[0])
+
+
+def column_max_abs(spectrum: np.ndarray, peaks: np.ndarray) -> None:
+    """``np.maximum(peaks, np.abs(spectrum).max(axis=0), out=peaks)`` for complex128 ``(frames, bins)``: ``np.abs``
+    of the frames that can hold a bin's largest magnitude and raise its peak, and of no others."""
+    _spectrum(spectrum)
+    if peaks.dtype != np.float64 or peaks.shape != (spectrum.shape[1],) or not peaks.flags.c_contiguous:
+        raise ValueError(f"peaks must be C-contiguous float64 ({spectrum.shape[1]},)")
+    frames, bins = spectrum.shape
+    candidates = np.empty(frames * bins, np.int64)
+    count = _gate.column_candidates(spectrum, peaks, candidates, frames, bins)
+    if count:
+        chosen = candidates[:count]
+        np.maximum.at(peaks, chosen % bins, np.abs(spectrum.reshape(-1)[chosen]))

@@ -1,0 +1,6 @@
+"""Where the harness finds the checkout and keeps its results: a bottom module, importing nothing from ``bench``."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
