@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from .errors import AudionormError
 from .loudness import integrated_loudness
 from .gate_grid import GATE_GRIDS
-from .options import NOISE_PROFILES, NormalizeOptions
+from .options import COMPAT_MODES, NOISE_PROFILES, NormalizeOptions
 from .spill import SPILL_MODES
 from .pipeline import PASS_NAMES, NormalizeReport
 from .strategies import CONCAT_MODES, STRATEGIES
@@ -81,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     norm.add_argument("--spill", choices=SPILL_MODES, default=DEFAULTS.spill,
                       help="auto: run the chain once, keeping its output on disk until the gain is known "
                            "(in a float WAV output itself, or a spill file beside the output); never: run it twice")
-    norm.add_argument("--subtype", default=None, help="libsndfile subtype of the output, e.g. PCM_16")
+    norm.add_argument("--compat", choices=COMPAT_MODES, default=DEFAULTS.compat,
+                      help="streaming's input and output: float (libsndfile's float decode, a 32-bit float WAV) or "
+                           "service (decoded and exported as the service's pydub did: its 16-bit file, byte for byte "
+                           "in WAV); full-load always writes the service's file")
+    norm.add_argument("--subtype", default=None, help="libsndfile subtype of the output, e.g. PCM_16 (compat float)")
     norm.add_argument("--max-seconds", type=float, default=None, metavar="S",
                       help="refuse a longer input (by its header, or when its decode passes S seconds)")
     norm.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
@@ -100,6 +104,7 @@ def options_from_args(args: argparse.Namespace) -> NormalizeOptions:
         voice_band_hz=None if args.no_voice_band else args.voice_band_hz, denoise=not args.no_denoise,
         normalize_loudness=not args.no_loudness, noise_profile=args.noise_profile, gate_grid=args.gate_grid,
         workers=args.workers, spill=args.spill, output_subtype=args.subtype, max_seconds=args.max_seconds,
+        compat=args.compat,
     )
 
 
@@ -132,6 +137,7 @@ def _summary(report: NormalizeReport) -> str:
         f"  {report.input_seconds:.2f} s, {report.sample_rate} Hz, {report.channels} ch, {report.chunks} chunks",
         f"  loudness {lufs(report.loudness_in_lufs)} LUFS in, {lufs(report.loudness_out_lufs)} LUFS out, "
         f"gain {report.gain_db:+.2f} dB, peak {report.output_peak_dbfs:.2f} dBFS",
+        f"  read: {report.decoder}; written: {report.output_format}",
         "  seconds per pass: " + ", ".join(f"{name} {report.pass_seconds[name]:.2f}" for name in PASS_NAMES),
     ]
     return "\n".join(lines + [f"  note: {note}" for note in report.notes])

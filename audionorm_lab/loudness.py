@@ -101,7 +101,7 @@ class LoudnessMeter:
         """Forget everything measured: start a new stream."""
         self._zi = np.zeros((self._sos.shape[0], 2, self.channels))
         self._hop_energy = array("d")  # sum over the hop of sum_i G_i * y_i^2 (each hop's length: _hop_lengths)
-        self._partial_energy = 0.0  # of the hop under way
+        self._pending = np.zeros(0)  # the weighted power of the hop under way, until it is complete
         self.frames = 0
 
     def update(self, block: np.ndarray) -> None:
@@ -110,7 +110,9 @@ class LoudnessMeter:
 
         K-weighted and summed over the channels in one loop (float64 state and arithmetic,
         :func:`~audionorm_lab.sections.weighted_power`), in sub-blocks of :data:`UPDATE_FRAMES`,
-        so the temporaries stay about 0.5 MB whatever the block's length.
+        so the temporaries stay about 0.5 MB whatever the block's length. A hop's energy is summed
+        once it is complete, in one sum over its frames: so it does not depend on how the stream
+        was cut into blocks, and a file streamed gets the gain of the same file measured whole.
         """
         if block.ndim == 1:
             block = block[:, None]
@@ -119,21 +121,18 @@ class LoudnessMeter:
 
     def _update(self, block: np.ndarray) -> None:
         power = weighted_power(self._sos, block, self._zi, self._weights)
-        start = self.frames
-        end = start + len(block)
+        if len(self._pending):
+            power = np.concatenate((self._pending, power))
+        start = self.frames - len(self._pending)  # the frame power[0] belongs to
+        self.frames += len(block)
         position = start
         while True:
-            hop = len(self._hop_energy)
-            boundary = _hop_boundary(hop, self.sample_rate)
-            if boundary > end:
+            boundary = _hop_boundary(len(self._hop_energy), self.sample_rate)
+            if boundary > self.frames:
                 break
-            part = power[position - start: boundary - start]
-            self._hop_energy.append(self._partial_energy + float(part.sum()))
-            self._partial_energy = 0.0
+            self._hop_energy.append(float(power[position - start: boundary - start].sum()))
             position = boundary
-        rest = power[position - start:]
-        self._partial_energy += float(rest.sum())
-        self.frames = end
+        self._pending = power[position - start:].copy()
 
     def block_loudness(self) -> np.ndarray:
         """Loudness of each complete 400 ms gating block so far, LUFS (BS.1770-4 eq. 4)."""

@@ -11,6 +11,9 @@ from .parallel import check_workers
 from .spill import SPILL_MODES
 
 NOISE_PROFILES = ("file", "chunk")
+#: ``"float"``: the toolkit's own input and output (libsndfile's float decode, a float WAV); ``"service"``: the
+#: service's (pydub's decode, its 16-bit export), so the files are the service's (:mod:`~audionorm_lab.compat`).
+COMPAT_MODES = ("float", "service")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,12 @@ class NormalizeOptions:
         Both give the same samples.
     output_subtype : str or None
         libsndfile subtype of the output (``"PCM_16"``...); None picks the format's default.
+    compat : {"float", "service"}
+        ``"float"`` (the toolkit's default): the input decoded by libsndfile (ffmpeg for other containers)
+        in float, the output 32-bit float in a WAV. ``"service"`` (the default of
+        :class:`~audionorm_lab.processor.AudioProcessor` and the Celery task): decoded and exported as the
+        service's pydub did (16-bit, clipped, scaled by 32767 and truncated), so the output file is the
+        service's own (:mod:`~audionorm_lab.compat`). Not with ``output_subtype``.
     max_seconds : float or None
         Longest input processed, seconds: a longer one is refused, by its header's length before
         anything decodes, or when its decode passes the limit (a header may declare less). None: no limit.
@@ -82,6 +91,7 @@ class NormalizeOptions:
     spill: str = "auto"
     output_subtype: str | None = None
     max_seconds: float | None = None
+    compat: str = "float"
 
     def __post_init__(self):
         if not self.chunk_seconds > 0:  # math.inf: the whole input as one chunk
@@ -100,6 +110,10 @@ class NormalizeOptions:
             raise OptionError(f"spill must be one of {', '.join(SPILL_MODES)}, not {self.spill!r}")
         if self.max_seconds is not None and not (math.isfinite(self.max_seconds) and self.max_seconds > 0):
             raise OptionError(f"max_seconds must be a positive number of seconds, not {self.max_seconds}")
+        if self.compat not in COMPAT_MODES:
+            raise OptionError(f"compat must be one of {', '.join(COMPAT_MODES)}, not {self.compat!r}")
+        if self.compat == "service" and self.output_subtype is not None:
+            raise OptionError("compat='service' writes what the service wrote (16-bit); it takes no output subtype")
         if self.workers is not None:
             check_workers(self.workers)
         if self.voice_band_hz is not None:

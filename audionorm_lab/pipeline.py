@@ -29,7 +29,8 @@ from .chain import Chain
 from .chunks import context_chunks  # noqa: F401  (the continuity tests cut with it, as the pipeline does)
 from .errors import EmptyInputError, TooLongError
 from .geometry import BLOCK_SAMPLES, GATE_PIECE_FRAMES, check_width
-from .io import AtomicSink, AudioInfo, check_output_path, open_source, probe
+from .compat import endpoints
+from .io import AudioInfo, check_output_path, probe
 from .options import NormalizeOptions
 from .passes import ApplyPass, Decodes, MeasurePass, Meters, ProgressCallback, ScanPass
 from .plan import Plan, make_plan
@@ -49,7 +50,9 @@ class NormalizeReport:
     words, anything repaired, cut short, clamped or skipped. ``gain_path`` says how the
     gain reached the output: ``"in place"`` (float WAV output rewritten), ``"spill file"``,
     ``"chain twice"`` (no room or ``spill="never"``: ``chain_runs`` is then 2) or
-    ``"no gain"``; ``workers`` is the number of threads that gated chunks; ``input_decodes``
+    ``"no gain"``; ``decoder`` and ``output_format`` say how the input was read and the output
+    written (``options["compat"]``: the toolkit's float input and output, or the service's);
+    ``workers`` is the number of threads that gated chunks; ``input_decodes``
     how many times the input was read from its start (1 when the scan and the chain share
     one decode).
     """
@@ -88,6 +91,7 @@ class NormalizeReport:
     workers: int = 1
     input_decodes: int = 1
     plan: dict = field(default_factory=dict)
+    output_format: str = "array"
 
     def to_dict(self) -> dict:
         """JSON-ready: ``-inf`` loudness becomes None."""
@@ -268,10 +272,10 @@ def normalize_file(src: str | os.PathLike, dst: str | os.PathLike, options: Norm
     check_width(info.path, info.channels, info.sample_rate)
     check_duration(info, options.max_seconds)
     dst = check_output_path(dst, src)
-    with AtomicSink(dst, info.sample_rate, info.channels, options.output_subtype, info.frames) as sink:
-        report = _normalize(lambda: open_source(info), info, options, sink, progress)
-    report.output_path = str(dst)
-    return report
+    ends = endpoints(info, dst, options)
+    with ends.output as sink:
+        report = _normalize(ends.open_input, info, options, sink, progress)
+    return replace(report, output_path=str(dst), decoder=ends.decoder, output_format=ends.output_format)
 
 
 def normalize_array(samples: np.ndarray, sample_rate: int, options: NormalizeOptions | None = None,

@@ -4,12 +4,15 @@ Small inputs are processed in memory, as before; inputs whose decoded size passe
 threshold go through the streaming core, whose memory does not depend on length.
 The decision comes from a cheap probe (container headers through libsndfile or
 ffprobe): nothing is decoded to make it.
+
+Jobs default to ``compat="service"`` (:data:`SERVICE_OPTIONS`): a streamed job's file is the
+file the service would have written, so the output format never depends on the input's size.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .io import probe
 from .options import NormalizeOptions
@@ -36,13 +39,17 @@ def in_memory_peak_bytes(decoded_bytes: int | float) -> float:
     return IN_MEMORY_BASE_BYTES + IN_MEMORY_PEAK_FACTOR * decoded_bytes
 
 
+#: The service's options: its decode and its 16-bit export (``compat="service"``), whichever way a job runs.
+SERVICE_OPTIONS = NormalizeOptions(compat="service")
+
+
 @dataclass(frozen=True)
 class AudioJob:
-    """One normalization job, as the service's task receives it."""
+    """One normalization job, as the service's task receives it (by default with :data:`SERVICE_OPTIONS`)."""
 
     input_file: str
     output_file: str
-    options: NormalizeOptions = field(default_factory=NormalizeOptions)
+    options: NormalizeOptions = SERVICE_OPTIONS
     job_id: str | None = None
 
 

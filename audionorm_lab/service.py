@@ -148,6 +148,8 @@ def normalize_audio(self, input_file: str, output_file: str, options: dict | Non
     threshold), ``"full-load"`` the old processor, ``"streaming"`` the core regardless of size.
     ``on_worker_lost``: ``"stream"`` runs a job whose worker was lost again with streaming,
     up to ``max_deliveries`` deliveries; ``"fail"`` fails its first redelivery (the service as it was).
+    ``options``: fields of :class:`~audionorm_lab.options.NormalizeOptions`; ``compat`` defaults to
+    ``"service"`` here, so every mode writes the service's file (pydub's decode and 16-bit export).
     Bad input raises the :class:`~audionorm_lab.errors.AudionormError` that says why; the
     worker process survives it.
     """
@@ -156,7 +158,7 @@ def normalize_audio(self, input_file: str, output_file: str, options: dict | Non
     if _already_ended(self):
         raise Ignore()  # a late copy of a job that already ended (its acknowledgement was lost)
     limits = Limits.from_environment()
-    admitted = admit(input_file, output_file, NormalizeOptions(**(options or {})), limits)
+    admitted = admit(input_file, output_file, NormalizeOptions(**{"compat": "service", **(options or {})}), limits)
     input_file, output_file = str(admitted.input_file), str(admitted.output_file)
     ledger = DeliveryLedger(ledger_client(self.app.conf.result_backend), max_deliveries=max_deliveries,
                             on_worker_lost=on_worker_lost)

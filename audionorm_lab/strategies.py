@@ -24,6 +24,7 @@ import numpy as np
 from .errors import DecodeError, NotAudioError, OptionError
 from .containers import ffmpeg_input
 from .io import (
+    SINK_FORMATS,
     AtomicSink,
     AudioInfo,
     check_input_file,
@@ -36,6 +37,8 @@ from .io import (
 from .loudness import LoudnessMeter
 from .options import NormalizeOptions
 from .pipeline import NormalizeReport, normalize_array, normalize_file
+from .service_decode import pcm_to_float32
+from .service_export import service_pcm16
 from .stages import dbfs
 
 CONCAT_MODES = ("stream", "memory")
@@ -53,12 +56,10 @@ def _load_with_pydub(path) -> tuple[object, np.ndarray]:
     except (OSError, IndexError) as exc:
         raise DecodeError(f"{path}: pydub failed ({exc})") from None
     try:
-        samples = np.array(segment.get_array_of_samples()).reshape(-1, segment.channels).astype(np.float32)
+        samples = np.array(segment.get_array_of_samples()).reshape(-1, segment.channels)
     except ValueError as exc:  # a header declaring 0 channels
         raise NotAudioError(f"{path}: pydub decoded it into no usable samples ({exc})") from None
-    if segment.sample_width == 1:  # 8-bit PCM is unsigned
-        samples -= 128.0
-    samples /= float(1 << (8 * segment.sample_width - 1))
+    samples = pcm_to_float32(samples, segment.sample_width)
     return segment, samples
 
 
@@ -85,16 +86,6 @@ def _process_in_memory(samples: np.ndarray, sample_rate: int, options: Normalize
         report.stages.insert(0, "noise gate (noisereduce.reduce_noise, stationary, whole array)")
     report.options = options.to_dict()
     return out, report
-
-
-def service_pcm16(samples: np.ndarray) -> np.ndarray:
-    """The service's float-to-16-bit conversion before export: clip to +-1, scale by 32767,
-    truncate toward zero. Returns int16 ``(frames, channels)``.
-
-    To compare another output with the service's file sample by sample, convert it
-    with this first: the truncation alone is about 70 dB below speech at -23 LUFS.
-    """
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
 
 
 def _to_segment(samples: np.ndarray, sample_rate: int):
@@ -135,7 +126,9 @@ def full_load(src: str | os.PathLike, dst: str | os.PathLike, options: Normalize
     except ValueError as exc:  # noisereduce's own checks, e.g. on a 1 Hz or a 1 MHz header
         raise DecodeError(f"{src}: the service's processing failed on it ({exc})") from None
     _export_atomically(_to_segment(out, segment.frame_rate), dst)
-    return replace(report, input_path=str(src), output_path=str(dst), strategy="full-load", decoder="pydub",
+    return replace(report, input_path=str(src), output_path=str(dst), strategy="full-load",
+                   decoder=f"pydub's AudioSegment.from_file ({8 * segment.sample_width}-bit integers)",
+                   output_format=f"16-bit samples through pydub's export ({dst.suffix.lstrip('.').lower()})",
                    input_frames_expected=int(segment.frame_count()))
 
 
@@ -199,8 +192,10 @@ def ffmpeg_segments(src: str | os.PathLike, dst: str | os.PathLike, options: Nor
             _export_atomically(joined, dst)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    written = (f"16-bit samples through pydub's export ({dst.suffix.lstrip('.').lower()})" if concat == "memory"
+               else f"{SINK_FORMATS[dst.suffix.lower()][0]}/{options.output_subtype or SINK_FORMATS[dst.suffix.lower()][1]}")
     return replace(report, input_path=str(src), output_path=str(dst), input_frames_expected=info.frames,
-                   strategy=f"ffmpeg-segments (concat={concat})")
+                   strategy=f"ffmpeg-segments (concat={concat})", output_format=written)
 
 
 def _process_segments(chunks: list[Path], options: NormalizeOptions, write) -> NormalizeReport:

@@ -2,11 +2,23 @@
 
 import sys
 
-from . import compare, flat_memory, harness, hostile, report, sections_speed, service_load, service_repro, tune
+from . import (
+    compare,
+    flat_memory,
+    harness,
+    hostile,
+    report,
+    same_as_service,
+    sections_speed,
+    service_load,
+    service_repro,
+    tune,
+)
 
 COMMANDS = {"run": harness.main, "compare": compare.main, "report": report.main, "flat-memory": flat_memory.main,
             "service-repro": service_repro.main, "service-load": service_load.main,
-            "tune": tune.main, "sections": sections_speed.main, "hostile": hostile.main}
+            "tune": tune.main, "sections": sections_speed.main, "hostile": hostile.main,
+            "same-as-service": same_as_service.main}
 
 if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
     print(f"usage: python -m bench {{{','.join(COMMANDS)}}} ...", file=sys.stderr)

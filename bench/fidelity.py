@@ -21,7 +21,7 @@ from scipy import signal
 from audionorm_lab import probe
 from audionorm_lab.containers import ffmpeg_input
 from audionorm_lab.metrics import snr_db
-from audionorm_lab.strategies import service_pcm16
+from audionorm_lab.service_export import service_pcm16
 
 from .measure import default_memory_limit, run_measured
 

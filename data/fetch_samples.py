@@ -50,6 +50,7 @@ FORMATS = {
     "mp3": {"codec": ["-c:a", "libmp3lame", "-compression_level", "7"]},
     "ogg": {"codec": ["-c:a", "libvorbis"]},
     "m4a": {"codec": ["-c:a", "aac"]},
+    "opus": {"codec": ["-c:a", "libopus"]},  # 48 kHz (libopus's rates: 8, 12, 16, 24, 48 kHz)
 }
 
 #: Public recordings. sha256 None: recorded in the manifest on the first download, checked after that.

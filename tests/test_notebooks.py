@@ -24,7 +24,8 @@ EXPECTED_CLAIMS = {
     "01_reproduce_oom": {"full_load_killed_in_harness", "streaming_finishes_every_length", "streaming_flat_in_length",
                          "worker_sigkilled", "worker_lost_error", "streaming_on_same_worker",
                          "redelivered_finished_by_streaming", "streaming_gives_service_samples",
-                         "segments_change_the_output", "mp3_difference_is_the_decoder"},
+                         "segments_change_the_output", "mp3_difference_is_the_decoder",
+                         "service_mode_writes_service_files"},
     "02_tune_chunk_and_overlap": {"tuner_recommendation_fits", "tuner_validation_within_stated_error",
                                   "tuner_validated_fits_budget", "recommended_overlap_reaches_target",
                                   "no_overlap_misses_target"},
@@ -54,7 +55,7 @@ def reports(tmp_path_factory):
 
 def test_01_reproduce_oom(reports):
     values = execute("01_reproduce_oom", reports, {"sizes": "10s,2m", "service_duration": "2m",
-                                                   "fidelity_seconds": 15.0})
+                                                   "fidelity_seconds": 15.0, "service_corpus_files": 3})
     claims = assert_every_claim_holds(values, "01_reproduce_oom")
     limit = values["limit_choice"]
     assert limit["chosen"] == "derived" and values["memory_limit_bytes"] == limit["limit_bytes"]
@@ -70,6 +71,8 @@ def test_01_reproduce_oom(reports):
     decoders = values["decoders"]
     assert decoders["start_offset_frames"] == 0 and len(set(decoders["frames"].values())) == 1
     assert decoders["float_decoders_db"] < decoders["pydub_int16_db"] < -60
+    same = values["same_as_service"]
+    assert same["files"] == same["identical_bytes"] == 3 and same["differing"] == 0
     assert (reports / "01_reproduce_oom.html").stat().st_size > 10_000
 
 
