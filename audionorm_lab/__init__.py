@@ -10,6 +10,8 @@ AudioProcessor(...).process_audio_job(AudioJob(input_file, output_file, options)
 DeliveryLedger(redis_client, max_deliveries=3): the service's delivery policy (every job finishes)
 admit(input_file, output_file, options, Limits(...)): what a service worker accepts, before anything decodes
 snr_db(output, reference), seam_metric(x, rate, boundaries)
+compare_files(output, reference) -> Sameness: bytes and decoded samples of two outputs
+normalize_file(src, dst, compat="service"): the service's decode and 16-bit export (its file, byte for byte)
 NormalizeOptions, NormalizeReport, LoudnessMeter, probe, AudioInfo
 AudionormError and its subclasses (bad input, output or option)
 """
@@ -33,15 +35,16 @@ from .errors import (
 from .io import AudioInfo, probe
 from .loudness import LoudnessMeter, integrated_loudness
 from .metrics import seam_metric, snr_db
-from .options import NormalizeOptions
+from .options import COMPAT_MODES, NormalizeOptions
 from .pipeline import NormalizeReport, normalize_array, normalize_file
 from .processor import AudioJob, AudioProcessor
+from .sameness import Sameness, compare_files
 from .strategies import STRATEGIES, ffmpeg_segments, full_load
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "STRATEGIES", "AudioJob", "AudioProcessor", "DeliveryLedger", "Limits", "admit", "PathOutsideRootError",
+    "COMPAT_MODES", "Sameness", "compare_files", "STRATEGIES", "AudioJob", "AudioProcessor", "DeliveryLedger", "Limits", "admit", "PathOutsideRootError",
     "TooLongError", "WidthError", "ffmpeg_segments", "full_load", "seam_metric", "snr_db",
     "AudioInfo", "AudionormError", "DecodeError", "EmptyInputError", "FfmpegNotFoundError", "InputNotFoundError",
     "LoudnessMeter", "NormalizeOptions", "NormalizeReport", "NotAudioError", "OptionError", "OutputPathError",

@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     norm.add_argument("--noise-profile", choices=NOISE_PROFILES, default=DEFAULTS.noise_profile)
     norm.add_argument("--gate-grid", choices=GATE_GRIDS, default=DEFAULTS.gate_grid,
                       help="noise gate STFT grid: service (noisereduce.reduce_noise's 600,000-frame pieces, "
-                           "the service's samples) or file (one grid from frame 0)")
+                           "the service's gating) or file (one grid from frame 0)")
     norm.add_argument("--workers", type=int, default=None, metavar="N",
                       help="threads that gate chunks at once (default: the cores this process may use; "
                            "1: sequential)")

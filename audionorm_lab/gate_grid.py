@@ -5,7 +5,8 @@ floor (each bin's level is raised to 80 dB below that bin's loudest frame), on t
 loudest frame of every bin across the whole signal the gate was handed. Two grids:
 
 - ``"service"``: what ``noisereduce.reduce_noise(y, sr, stationary=True)`` does, so
-  streaming gives the service's samples. The signal is gated in pieces of
+  streaming gates as the service did (bit for bit but for the mask smoothing's last bits: noisereduce
+  convolves by FFT, this gate sums exactly). The signal is gated in pieces of
   :data:`~audionorm_lab.stages.NOISE_PROFILE_FRAMES` (600,000) frames; each piece is
   handed to the gate with :data:`SERVICE_PADDING_FRAMES` (30,000) frames of context on
   each side (zeros beyond the file's ends), so its STFT grid starts 30,000 frames

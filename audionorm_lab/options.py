@@ -52,7 +52,8 @@ class NormalizeOptions:
         Where the noise gate's STFT frames fall. ``"service"``: as in
         ``noisereduce.reduce_noise(stationary=True)``, which the service called on the
         whole array: 600,000-frame pieces, each gated with 30,000 frames of context
-        (zeros beyond the file's ends), so streaming gives the service's samples.
+        (zeros beyond the file's ends), so streaming gates as the service did (with
+        ``compat="service"``, the service's 16-bit file, identical on the corpus of notebook 01).
         ``"file"``: one grid from frame 0 over the whole file (``spectral_gating_stationary``
         on the whole array). See :mod:`audionorm_lab.gate_grid`.
     workers : int or None

@@ -78,13 +78,18 @@ def headlines(runs: list[NotebookRun]) -> list[tuple[str, str]]:
     if "full-load" in ratios:
         rows.append((f"full-load's wall time and peak RSS over streaming's (notebook 03, {profiles.get('size')})",
                      f"{ratios['full-load']['wall']:.2f}x and {ratios['full-load']['peak_rss']:.2f}x"))
+    same = oom.get("same_as_service") or {}
+    if same:
+        rows.append(("the service's files: streaming in service mode against full-load, WAV outputs (notebook 01)",
+                     f"{same['identical_bytes']} of {same['files']} identical byte for byte "
+                     f"({', '.join(same.get('formats') or [])})"))
     fidelity = oom.get("fidelity_wav_db") or {}
     if fidelity:
-        rows.append(("difference from the service's output, 16-bit WAV (streaming; the proposed fix)",
+        rows.append(("difference from the service's output, 16-bit WAV (streaming in float mode; the proposed fix)",
                      f"{_db(fidelity.get('streaming (service grid)'))}; {_db(fidelity.get('ffmpeg-segments'))}"))
     mp3 = oom.get("fidelity_mp3_db") or {}
     if mp3:
-        rows.append(("difference from the service's output, mp3 (streaming; streaming on the service's decode)",
+        rows.append(("difference from the service's output, mp3 (float mode; float mode on the service's decode)",
                      f"{_db(mp3.get('streaming (service grid)'))}; "
                      f"{_db(mp3.get('streaming (service grid) of the service' + chr(39) + 's decode'))}"))
     load_run = service.get("load") or {}
