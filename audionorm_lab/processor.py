@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from .io import probe
 from .options import NormalizeOptions
+from .passes import ProgressCallback
 from .pipeline import NormalizeReport
 from .strategies import full_load, streaming
 
@@ -75,17 +76,19 @@ class AudioProcessor:
         fitting = int((limit_bytes - IN_MEMORY_BASE_BYTES) / IN_MEMORY_PEAK_FACTOR)
         return cls(max(0, min(DEFAULT_CHUNK_THRESHOLD_BYTES, fitting)))
 
-    def process_audio_job(self, job: AudioJob) -> NormalizeReport:
+    def process_audio_job(self, job: AudioJob, progress: ProgressCallback | None = None) -> NormalizeReport:
+        """Normalize ``job``, in memory when small, streamed otherwise; ``progress(pass_name, frames_done,
+        frames_expected)`` is called as a streamed job goes (the in-memory path has no passes to report)."""
         info = probe(job.input_file)
         decoded = info.decoded_bytes
         if decoded is None or decoded > self.chunk_threshold_bytes:
             log.info("job %s: %s decodes to %s bytes: streaming", job.job_id, job.input_file, decoded)
-            return self._process_audio_in_chunks(job)
+            return self._process_audio_in_chunks(job, progress)
         log.info("job %s: %s decodes to %s bytes: in memory", job.job_id, job.input_file, decoded)
         return self._process_audio_in_memory(job)
 
-    def _process_audio_in_chunks(self, job: AudioJob) -> NormalizeReport:
-        return streaming(job.input_file, job.output_file, job.options)
+    def _process_audio_in_chunks(self, job: AudioJob, progress: ProgressCallback | None = None) -> NormalizeReport:
+        return streaming(job.input_file, job.output_file, job.options, progress=progress)
 
     def _process_audio_in_memory(self, job: AudioJob) -> NormalizeReport:
         return full_load(job.input_file, job.output_file, job.options)

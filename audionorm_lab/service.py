@@ -51,6 +51,10 @@ with :class:`JobKilledWorkerError` naming the job and its attempts. The result's
 ``on_worker_lost="fail"`` keeps the service as it was, for the evidence: the first
 redelivery fails at once.
 
+Progress (:mod:`audionorm_lab.progress`): a streamed job reports Celery's custom ``PROGRESS``
+state, ``info={"pass", "frames_done", "frames_expected", "fraction"}``, at most once a second per
+pass, so Flower and ``AsyncResult(id).info`` show how far a long file has got.
+
 Idempotence: outputs are written under a temporary name and renamed into place
 when complete, so a job that runs twice writes the same file, and a re-run first
 removes the temporary file a killed run left beside the output. A delivery of a
@@ -76,6 +80,7 @@ from .delivery import (
 from .errors import AudionormError
 from .options import NormalizeOptions
 from .processor import AudioJob, AudioProcessor
+from .progress import TaskProgress
 from .strategies import full_load, streaming
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
@@ -171,12 +176,13 @@ def normalize_audio(self, input_file: str, output_file: str, options: dict | Non
         raise JobKilledWorkerError(f"{exc}{hint}") from None
     with run as attempt:
         job = AudioJob(input_file, output_file, admitted.options, job_id=self.request.id)
+        progress = TaskProgress(self)
         if attempt.mode == "full-load":
             report = full_load(job.input_file, job.output_file, job.options)
         elif attempt.mode == "streaming":
-            report = streaming(job.input_file, job.output_file, job.options)
+            report = streaming(job.input_file, job.output_file, job.options, progress=progress)
         else:
             processor = (default_processor(limits) if chunk_threshold_bytes is None
                          else AudioProcessor(chunk_threshold_bytes))
-            report = processor.process_audio_job(job)
+            report = processor.process_audio_job(job, progress=progress)
     return {**report.to_dict(), "delivery": attempt.to_dict()}

@@ -184,3 +184,26 @@ def test_a_restore_pass_cut_short_holds_a_cold_shutdowns_job_back_only_until_its
     assert expire - 0.5 <= waited <= expire + 15, f"restored {waited:.1f} s after the lock was left"
     assert report["delivery"]["delivery"] == 2 and sf.info(out).frames == report["input_frames"]
     assert leftovers(tmp_path) == []
+
+
+def test_a_streamed_job_reports_its_progress_at_most_once_a_second(service, five_minutes, tmp_path):
+    """Celery's custom PROGRESS state, polled as Flower or a client would: the pass and the fraction done."""
+    result = service.send(five_minutes, tmp_path / "out.wav", "streaming")
+    seen, deadline = [], time.monotonic() + 300
+    while not result.ready() and time.monotonic() < deadline:
+        if result.state == "PROGRESS":
+            info = dict(result.info)
+            if not seen or info != seen[-1][1]:
+                seen.append((time.monotonic(), info))
+        time.sleep(0.02)
+    assert result.get(timeout=60)["output_frames"] > 0
+    assert len(seen) >= 3, seen
+    passes = {info["pass"] for _, info in seen}
+    assert passes <= {"profile", "measure", "apply"} and "measure" in passes, passes
+    for _, info in seen:
+        assert 0.0 <= info["fraction"] <= 1.0 and info["frames_expected"] > 0
+        assert set(info["passes"]) <= {"profile", "measure", "apply"}
+    gaps = [later - earlier for (earlier, _), (later, _) in zip(seen, seen[1:])]
+    assert min(gaps) > 0.8, gaps  # at most one update a second (polling adds its own jitter)
+    fractions = [info["fraction"] for _, info in seen if info["pass"] == "measure"]
+    assert fractions == sorted(fractions)
