@@ -275,35 +275,37 @@ class SoundfileSource(AudioSource):
         self._file.close()
 
 
-class FfmpegSource(AudioSource):
-    """Any format ffmpeg decodes, read as raw float32 from its stdout in fixed-size reads."""
+class FfmpegPipeSource(AudioSource):
+    """An ``ffmpeg`` subprocess decoding the input (its demuxer pinned) into raw samples of ``sample_bytes``
+    bytes on its stdout, read in fixed-size reads and always reaped. Subclasses give the output's arguments
+    (``output_args``) and turn its bytes into float32 (:meth:`_floats`)."""
 
-    def __init__(self, info: AudioInfo):
+    def __init__(self, info: AudioInfo, output_args: list[str], sample_bytes: int):
         super().__init__(info)
+        self.sample_bytes = sample_bytes
         self._stderr = tempfile.TemporaryFile()
-        cmd = [
-            require_tool("ffmpeg", info.path), "-nostdin", "-v", "error", *ffmpeg_input(info.path, info.demuxer),
-            "-map", "0:a:0", "-vn", "-f", "f32le", "-acodec", "pcm_f32le",
-            "-ac", str(info.channels), "-ar", str(info.sample_rate), "pipe:1",
-        ]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr)
+        command = [require_tool("ffmpeg", info.path), "-nostdin", "-v", "error",
+                   *ffmpeg_input(info.path, info.demuxer), "-map", "0:a:0", "-vn", *output_args, "pipe:1"]
+        self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr)
         self._done = False
+
+    def _floats(self, data: bytes) -> np.ndarray:
+        raise NotImplementedError
 
     def _read(self, frames: int) -> np.ndarray:
         channels = self.info.channels
         if self._done:
             return np.zeros((0, channels), np.float32)
-        frame_bytes = 4 * channels
+        frame_bytes = self.sample_bytes * channels
         data = self._proc.stdout.read(frames * frame_bytes)
         if len(data) < frames * frame_bytes:
             self._finish()
             data = data[: len(data) - len(data) % frame_bytes]
-        return np.frombuffer(data, dtype="<f4").reshape(-1, channels).astype(np.float32)
+        return self._floats(data).reshape(-1, channels)
 
     def _finish(self) -> None:
         self._done = True
-        returncode = self._proc.wait()
-        if returncode != 0:
+        if self._proc.wait() != 0:
             self._stderr.seek(0)
             message = last_line(self._stderr.read().decode(errors="replace"))
             raise DecodeError(f"{self.info.path}: ffmpeg failed after {self.frames_read} frames ({message})")
@@ -314,6 +316,17 @@ class FfmpegSource(AudioSource):
         self._proc.wait()
         self._proc.stdout.close()
         self._stderr.close()
+
+
+class FfmpegSource(FfmpegPipeSource):
+    """Any format ffmpeg decodes, as raw float32."""
+
+    def __init__(self, info: AudioInfo):
+        super().__init__(info, ["-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(info.channels),
+                                "-ar", str(info.sample_rate)], 4)
+
+    def _floats(self, data: bytes) -> np.ndarray:
+        return np.frombuffer(data, dtype="<f4").astype(np.float32)
 
 
 def open_source(info_or_path: AudioInfo | str | os.PathLike) -> AudioSource:

@@ -22,14 +22,13 @@ import os
 import re
 import struct
 import subprocess
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from .containers import ffmpeg_input
 from .errors import DecodeError, UnsupportedFormatError
-from .io import AudioInfo, AudioSource, last_line, require_tool
+from .io import AudioInfo, AudioSource, FfmpegPipeSource, last_line, require_tool
 
 #: pydub decodes these in float and says so, yet asks ffmpeg for 16 bits (its workaround for old ffprobes).
 SIXTEEN_BIT_FLOAT_CODECS = ("mp3", "mp4", "aac", "webm", "ogg")
@@ -157,47 +156,19 @@ class ServiceWavSource(AudioSource):
         self._file.close()
 
 
-class ServiceFfmpegSource(AudioSource):
-    """Any other input: ffmpeg's integer PCM of pydub's width, read from its stdout in blocks."""
+class ServiceFfmpegSource(FfmpegPipeSource):
+    """Any other input: ffmpeg's integer PCM of pydub's width (``sample_width`` bytes), as pydub's segment holds it."""
 
     def __init__(self, info: AudioInfo, sample_width: int):
-        super().__init__(info)
-        self.sample_width = sample_width
         raw_format, codec, self._dtype = RAW_FORMATS[sample_width]
-        self._stderr = tempfile.TemporaryFile()
-        command = [require_tool("ffmpeg", info.path), "-nostdin", "-v", "error",
-                   *ffmpeg_input(info.path, info.demuxer), "-map", "0:a:0", "-acodec", codec, "-vn",
-                   "-f", raw_format, "pipe:1"]
-        self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr)
-        self._done = False
+        self.sample_width = sample_width
+        super().__init__(info, ["-acodec", codec, "-f", raw_format], sample_width)
 
-    def _read(self, frames: int) -> np.ndarray:
-        channels = self.info.channels
-        if self._done:
-            return np.zeros((0, channels), np.float32)
-        frame_bytes = self.sample_width * channels
-        data = self._proc.stdout.read(frames * frame_bytes)
-        if len(data) < frames * frame_bytes:
-            self._finish()
-            data = data[: len(data) - len(data) % frame_bytes]
+    def _floats(self, data: bytes) -> np.ndarray:
         integers = np.frombuffer(data, self._dtype)
         if self.sample_width == 1:
-            integers = integers.astype(np.int16) - 128
-        return pcm_to_float32(integers, self.sample_width).reshape(-1, channels)
-
-    def _finish(self) -> None:
-        self._done = True
-        if self._proc.wait() != 0:
-            self._stderr.seek(0)
-            message = last_line(self._stderr.read().decode(errors="replace"))
-            raise DecodeError(f"{self.info.path}: ffmpeg failed after {self.frames_read} frames ({message})")
-
-    def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
-        self._proc.stdout.close()
-        self._stderr.close()
+            integers = integers.astype(np.int16) - 128  # ffmpeg's pcm_u8, made signed as pydub makes it
+        return pcm_to_float32(integers, self.sample_width)
 
 
 @dataclass(frozen=True)
