@@ -373,6 +373,15 @@ def make_partial(path: Path) -> Path:
     return Path(name)
 
 
+def publish_partial(partial: Path, path: Path) -> None:
+    """Rename a complete temporary file (:func:`make_partial`) into place as ``path``, with the permissions
+    a new file gets under the process's umask (mkstemp made it private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(partial, 0o666 & ~umask)
+    os.replace(partial, path)
+
+
 def partial_outputs(path) -> list[Path]:
     """The temporary files (:func:`make_partial`) a run for ``path`` left behind (killed before its rename),
     in ``path``'s folder. A live run's own file is among them: remove them only when no run writes ``path``."""
@@ -482,10 +491,7 @@ class AtomicSink:
             if not self._file.closed:
                 self._file.close()
             if exc_type is None:
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(self._tmp, 0o666 & ~umask)
-                os.replace(self._tmp, self.path)
+                publish_partial(self._tmp, self.path)
                 return
         except BaseException:
             self._tmp.unlink(missing_ok=True)

@@ -15,7 +15,6 @@ into place when complete.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 import wave
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import OutputPathError, UnsupportedFormatError
-from .io import check_output_path, last_line, make_partial, require_tool
+from .io import check_output_path, last_line, make_partial, publish_partial, require_tool
 
 #: pydub's ``AudioSegment.DEFAULT_CODECS``: the encoder it names for a format (ffmpeg's default otherwise).
 PYDUB_CODECS = {"ogg": "libvorbis"}
@@ -151,10 +150,7 @@ class ServiceSink:
                 except OSError:
                     raise OutputPathError(f"{self.path}: cannot finish writing (no space left, or a file size "
                                           f"limit)") from None
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(self._tmp, 0o666 & ~umask)
-                os.replace(self._tmp, self.path)
+                publish_partial(self._tmp, self.path)
                 return
             self._abandon()
         finally:
