@@ -25,7 +25,8 @@ class TaskProgress:
 
     The state's ``info``: ``pass`` (the latest pass to start: ``profile``, ``measure`` or ``apply``), its
     ``frames_done`` and ``frames_expected`` (samples per channel; None when the input declares no length),
-    its ``fraction`` done (0 to 1, or None), and ``passes``, each started pass's fraction.
+    its ``fraction`` done (0 to 1, or None), ``passes``, each started pass's fraction, and ``time``, when the
+    update was made (epoch seconds).
     """
 
     def __init__(self, task, interval_seconds: float = UPDATE_INTERVAL_SECONDS,
@@ -51,7 +52,7 @@ class TaskProgress:
 
     def _meta(self) -> dict:
         done, expected = self._passes[self._current]
-        return {"pass": self._current, "frames_done": done, "frames_expected": expected,
+        return {"pass": self._current, "frames_done": done, "frames_expected": expected, "time": time.time(),
                 "fraction": _fraction(done, expected),
                 "passes": {name: _fraction(*counts) for name, counts in self._passes.items()}}
 

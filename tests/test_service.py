@@ -203,7 +203,8 @@ def test_a_streamed_job_reports_its_progress_at_most_once_a_second(service, five
     for _, info in seen:
         assert 0.0 <= info["fraction"] <= 1.0 and info["frames_expected"] > 0
         assert set(info["passes"]) <= {"profile", "measure", "apply"}
-    gaps = [later - earlier for (earlier, _), (later, _) in zip(seen, seen[1:])]
-    assert min(gaps) > 0.8, gaps  # at most one update a second (polling adds its own jitter)
+    made = [info["time"] for _, info in seen]  # when each update was made: the poller's own delays do not count
+    gaps = [later - earlier for earlier, later in zip(made, made[1:])]
+    assert min(gaps) >= 0.99, gaps  # at most one update a second
     fractions = [info["fraction"] for _, info in seen if info["pass"] == "measure"]
     assert fractions == sorted(fractions)
