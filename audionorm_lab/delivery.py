@@ -112,7 +112,17 @@ def holder_alive(holder: str) -> bool | None:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has ended and waits to be reaped (a pool process killed with its worker, whose new parent,
+    pid 1, reaps it when it gets round to it: a second or two here). It holds no lock any more."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
 
 
 class DeliveryLedger:
