@@ -109,6 +109,15 @@ def require_tool(name: str, path: Path) -> str:
     return exe
 
 
+def dies_with_caller(command: list[str]) -> list[str]:
+    """``command`` run so that the kernel SIGKILLs it when the thread that started it ends (``setpriv
+    --pdeathsig``, util-linux; unchanged where setpriv is missing). For a subprocess that writes a file: a pool
+    process killed mid-job must not leave an encoder behind that finishes its temporary file after the job's
+    next delivery has cleared it. Start it from the thread that waits for it."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else command
+
+
 def check_input_file(path: Path) -> None:
     """A clear error for a missing, non-regular or empty input file (nothing about its content)."""
     if not path.exists():

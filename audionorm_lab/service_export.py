@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import OutputPathError, UnsupportedFormatError
-from .io import check_output_path, last_line, make_partial, publish_partial, require_tool
+from .io import check_output_path, dies_with_caller, last_line, make_partial, publish_partial, require_tool
 
 #: pydub's ``AudioSegment.DEFAULT_CODECS``: the encoder it names for a format (ffmpeg's default otherwise).
 PYDUB_CODECS = {"ogg": "libvorbis"}
@@ -103,8 +103,8 @@ class ServiceSink:
                    "-f", "s16le", "-ar", str(self.sample_rate), "-ac", str(self.channels), "-i", "pipe:0",
                    *(["-acodec", codec] if codec else []), "-f", self.format, str(self._tmp)]
         self._stderr = tempfile.TemporaryFile()
-        self._encoder = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                         stderr=self._stderr)
+        self._encoder = subprocess.Popen(dies_with_caller(command), stdin=subprocess.PIPE,
+                                         stdout=subprocess.DEVNULL, stderr=self._stderr)
 
     def write(self, block: np.ndarray) -> None:
         data = service_pcm16(block).tobytes()

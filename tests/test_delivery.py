@@ -6,6 +6,8 @@ import socket
 import subprocess
 import time
 
+import soundfile as sf
+
 from audionorm_lab.delivery import holder_alive
 
 
@@ -25,3 +27,32 @@ def test_a_killed_process_not_yet_reaped_holds_no_lock():
     assert holder_alive(f"{socket.gethostname()}:{os.getpid()}:abcd") is True
     assert holder_alive(f"another-host-{socket.gethostname()}:{os.getpid()}:abcd") is None
 
+
+def test_a_killed_run_leaves_no_encoder_writing_its_temporary_file(tmp_path):
+    """The service's ffmpeg encoder dies with the process that feeds it: a re-run that clears the killed run's
+    temporary file must not see it written again (an orphaned encoder would finish it, trailer and all)."""
+    import sys
+
+    import psutil
+
+    script = (
+        "import sys, time, numpy as np\n"
+        "from audionorm_lab.service_export import ServiceSink\n"
+        "sink = ServiceSink(sys.argv[1], 44100, 2).__enter__()\n"
+        "sink.write(np.zeros((44100, 2), np.float32))\n"
+        "print(sink._encoder.pid, flush=True)\n"
+        "time.sleep(60)\n")
+    writer = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out.flac")], stdout=subprocess.PIPE,
+                              text=True)
+    encoder = psutil.Process(int(writer.stdout.readline()))
+    assert "ffmpeg" in " ".join(encoder.cmdline())
+    writer.kill()
+    writer.wait()
+    encoder.wait(timeout=5)  # ended, not orphaned: psutil.TimeoutExpired otherwise
+    temporaries = list(tmp_path.glob(".out.flac.*.part"))
+    assert len(temporaries) == 1 and not (tmp_path / "out.flac").exists()
+    try:  # an orphaned encoder would have finished the file: a valid FLAC of the second written
+        frames = sf.info(str(temporaries[0])).frames
+    except (sf.LibsndfileError, RuntimeError):
+        frames = None
+    assert frames != 44100, "the encoder outlived its writer and finished the temporary file"
