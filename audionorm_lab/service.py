@@ -2,9 +2,9 @@
 
 Settings come from the environment:
 
-- ``AUDIONORM_BROKER_URL`` (default ``redis://localhost:6379/0``) and
-  ``AUDIONORM_RESULT_BACKEND`` (default: the broker). The result backend must be
-  Redis: the delivery ledger lives there.
+- ``AUDIONORM_BROKER_URL`` (default ``redis://localhost:6379/0``; ``amqp://`` for RabbitMQ, see
+  :mod:`audionorm_lab.broker`) and ``AUDIONORM_RESULT_BACKEND`` (default: the broker when it is
+  Redis). The result backend must be Redis: the delivery ledger lives there.
 - ``AUDIONORM_MEMORY_LIMIT``: the memory limit of one pool process (e.g. ``600M``,
   ``2G``: the container's limit divided by the worker's concurrency). ``mode="auto"``
   then keeps a job in memory only when its in-memory peak fits
@@ -71,6 +71,7 @@ from celery import Celery, states
 from celery.exceptions import Ignore
 
 from .admission import Limits, admit
+from .broker import DEFAULT_BROKER_URL, broker_settings
 from .delivery import (
     DEFAULT_MAX_DELIVERIES,
     DeliveriesExhausted,
@@ -83,27 +84,13 @@ from .processor import AudioJob, AudioProcessor
 from .progress import TaskProgress
 from .strategies import full_load, streaming
 
-DEFAULT_BROKER_URL = "redis://localhost:6379/0"
-DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 900
-DEFAULT_RESTORE_MUTEX_EXPIRE_SECONDS = 30
 MODES = ("auto", "full-load", "streaming")
 
 app = Celery("audionorm_lab")
 app.conf.update(
-    broker_url=os.environ.get("AUDIONORM_BROKER_URL", DEFAULT_BROKER_URL),
-    result_backend=os.environ.get("AUDIONORM_RESULT_BACKEND") or os.environ.get("AUDIONORM_BROKER_URL",
-                                                                                   DEFAULT_BROKER_URL),
-    task_serializer="json", result_serializer="json", accept_content=["json"],
-    task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
-    broker_connection_retry_on_startup=True, result_extended=True,
-    broker_transport_options={
-        "visibility_timeout": float(os.environ.get("AUDIONORM_VISIBILITY_TIMEOUT",
-                                                   DEFAULT_VISIBILITY_TIMEOUT_SECONDS)),
-        "unacked_restore_interval": float(os.environ.get("AUDIONORM_RESTORE_INTERVAL", 10)),
-        "unacked_restore_throttle": 1,  # look on every interval, not on every tenth
-        "unacked_mutex_expire": float(os.environ.get("AUDIONORM_RESTORE_MUTEX_EXPIRE",
-                                                     DEFAULT_RESTORE_MUTEX_EXPIRE_SECONDS)),
-    },
+    **broker_settings(os.environ.get("AUDIONORM_BROKER_URL", DEFAULT_BROKER_URL),
+                      os.environ.get("AUDIONORM_RESULT_BACKEND")),
+    task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1, result_extended=True,
 )
 
 

@@ -29,13 +29,11 @@ from pathlib import Path
 import psutil
 
 from .paths import ROOT
+from .processes import free_port, wait_until
+from .rabbitmq_node import RabbitMQNode
 
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+#: The brokers a cluster runs on.
+BROKERS = ("redis", "rabbitmq")
 
 
 def stop_process(process: subprocess.Popen | None, grace_seconds: float = 10.0) -> None:
@@ -49,19 +47,6 @@ def stop_process(process: subprocess.Popen | None, grace_seconds: float = 10.0) 
         kill_process_group(process)
 
 
-def wait_until(ready, process: subprocess.Popen, timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll ``ready()`` until it is true; raise if ``process`` exits first or ``timeout`` seconds pass.
-    The error names ``what`` (and the exit code)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what}: the process exited with code {process.returncode}")
-        if ready():
-            return
-        time.sleep(interval)
-    raise RuntimeError(f"{what}: not ready after {timeout:g} s")
-
-
 def kill_process_group(process: subprocess.Popen) -> None:
     """SIGKILL the process and everything in its group (a cold shutdown); reaped."""
     try:
@@ -71,15 +56,17 @@ def kill_process_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def client_app(url: str):
-    """A Celery app that only sends jobs to, and reads results from, the service at ``url`` (Redis)."""
+def client_app(url: str, backend_url: str | None = None):
+    """A Celery app that only sends jobs to, and reads results from, the service whose broker is at ``url``
+    (Redis or RabbitMQ; the results in ``backend_url``, a Redis, by default the broker's)."""
     from celery import Celery
 
     import audionorm_lab.service  # noqa: F401  (results rebuild the task's own exception classes only when imported)
+    from audionorm_lab.broker import broker_settings
 
-    return Celery("audionorm-client", broker=url, backend=url, set_as_current=False,
-                  config_source={"task_serializer": "json", "result_serializer": "json", "accept_content": ["json"],
-                                 "broker_connection_retry_on_startup": True})
+    settings = broker_settings(url, backend_url)
+    return Celery("audionorm-client", broker=url, backend=settings["result_backend"], set_as_current=False,
+                  config_source=settings)
 
 
 def send_job(client, input_file, output_file, mode: str, **kwargs):
@@ -153,12 +140,15 @@ class CeleryWorker:
         See the module docstring.
     env : dict, optional
         Extra environment (``AUDIONORM_VISIBILITY_TIMEOUT``...).
+    result_backend_url : str, optional
+        The Redis for results and the delivery ledger when the broker is not Redis.
     """
 
     def __init__(self, broker_url: str, folder: Path, name: str, concurrency: int = 1,
                  child_limit_bytes: int | None = None, tree_limit_bytes: int | None = None,
-                 env: dict | None = None, interval_seconds: float = 0.02):
+                 env: dict | None = None, interval_seconds: float = 0.02, result_backend_url: str | None = None):
         self.broker_url, self.folder, self.name, self.concurrency = broker_url, Path(folder), name, concurrency
+        self.result_backend_url = result_backend_url
         self.child_limit, self.tree_limit, self.interval = child_limit_bytes, tree_limit_bytes, interval_seconds
         self.env = env or {}
         self.process: subprocess.Popen | None = None
@@ -186,6 +176,8 @@ class CeleryWorker:
         self.folder.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "AUDIONORM_BROKER_URL": self.broker_url, "PYTHONPATH": str(ROOT), **self.env}
         env.pop("AUDIONORM_RESULT_BACKEND", None)
+        if self.result_backend_url:
+            env["AUDIONORM_RESULT_BACKEND"] = self.result_backend_url
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "audionorm_lab.service", "worker", "--pool", "prefork",
@@ -266,9 +258,31 @@ class CeleryWorker:
             os.kill(self.process.pid, signal.SIGTERM)
 
     def stop(self, grace_seconds: float = 10.0) -> None:
-        """Warm shutdown first (SIGTERM: running jobs finish), SIGKILL after ``grace_seconds``."""
+        """Warm shutdown first (SIGTERM: running jobs finish), SIGKILL after ``grace_seconds``; then whatever is
+        left of its process group (pool processes orphaned by a killed main process, a frozen host's)."""
         stop_process(self.process, grace_seconds)
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         self._close()
+
+    def kill_main(self) -> None:
+        """SIGKILL the main process alone (the OOM killer choosing it): its pool processes live on, orphaned."""
+        if self.alive():
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def vanish(self) -> None:
+        """Freeze every process of the worker at once (SIGSTOP to its group), as a host that lost power or its
+        network: its connections stay open and say nothing, so the broker notices only by its own means
+        (heartbeats, the visibility timeout). :meth:`stop` ends it for good."""
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
 
     def cold_shutdown(self) -> None:
         """SIGKILL the main process and its pool processes at once."""
@@ -286,18 +300,25 @@ class CeleryWorker:
 
 
 class Cluster:
-    """A Redis broker and ``workers`` Celery workers; workers may be shut down and replaced.
+    """A broker (Redis, or a RabbitMQ node beside the Redis that keeps results and the delivery ledger) and
+    ``workers`` Celery workers; workers may be shut down and replaced.
 
     Every worker ever started is kept in :attr:`all_workers` (for its watchdog's kills and
     peaks) and stopped on exit. Use as a context manager.
     """
 
     def __init__(self, folder: Path, workers: int = 2, concurrency: int = 2, child_limit_bytes: int | None = None,
-                 tree_limit_bytes: int | None = None, env: dict | None = None, appendonly: bool = True):
+                 tree_limit_bytes: int | None = None, env: dict | None = None, appendonly: bool = True,
+                 broker: str = "redis"):
+        if broker not in BROKERS:
+            raise ValueError(f"broker must be one of {', '.join(BROKERS)}, not {broker!r}")
         self.folder, self.size, self.concurrency = Path(folder), workers, concurrency
         self.child_limit, self.tree_limit, self.env = child_limit_bytes, tree_limit_bytes, env or {}
+        self.broker = broker
         self.redis = RedisServer(self.folder / "redis", appendonly=appendonly)
-        self.url = self.redis.url
+        self.url = self.redis.url  # results, the delivery ledger, and the broker when it is Redis
+        self.rabbitmq = RabbitMQNode(self.folder / "rabbitmq") if broker == "rabbitmq" else None
+        self.broker_url = self.rabbitmq.url if self.rabbitmq else self.url
         self.all_workers: list[CeleryWorker] = []
         self.live: list[CeleryWorker] = []
         self.crashes: list[dict] = []  # workers that exited on their own: {"time", "worker", "exit_code", "error"}
@@ -307,9 +328,9 @@ class Cluster:
 
     def _new_worker(self) -> CeleryWorker:
         """A new worker, started; not yet ready (its :meth:`CeleryWorker.wait_ready` says when)."""
-        worker = CeleryWorker(self.url, self.folder / "workers", f"w{len(self.all_workers) + 1}",
+        worker = CeleryWorker(self.broker_url, self.folder / "workers", f"w{len(self.all_workers) + 1}",
                               concurrency=self.concurrency, child_limit_bytes=self.child_limit,
-                              tree_limit_bytes=self.tree_limit, env=self.env)
+                              tree_limit_bytes=self.tree_limit, env=self.env, result_backend_url=self.url)
         self.all_workers.append(worker)
         worker.start(wait=False)
         return worker
@@ -317,6 +338,8 @@ class Cluster:
     def __enter__(self) -> Cluster:
         try:
             self.redis.start()
+            if self.rabbitmq is not None:
+                self.rabbitmq.start()
             self.live = [self._new_worker() for _ in range(self.size)]
             for worker in self.live:
                 worker.wait_ready()
@@ -364,4 +387,15 @@ class Cluster:
             self._supervisor.join()
         for worker in reversed(self.all_workers):
             worker.stop()
+        if self.rabbitmq is not None:
+            self.rabbitmq.stop()
         self.redis.stop()
+
+    def restart_broker(self) -> str:
+        """Restart the broker (Redis: SIGTERM, it flushes its append-only file; RabbitMQ: its application);
+        what was restarted."""
+        if self.rabbitmq is not None:
+            self.rabbitmq.restart()
+            return f"rabbitmq :{self.rabbitmq.port}"
+        self.redis.restart()
+        return f"redis :{self.redis.port}"

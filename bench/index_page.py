@@ -92,6 +92,12 @@ def headlines(runs: list[NotebookRun]) -> list[tuple[str, str]]:
         rows.append(("difference from the service's output, mp3 (float mode; float mode on the service's decode)",
                      f"{_db(mp3.get('streaming (service grid)'))}; "
                      f"{_db(mp3.get('streaming (service grid) of the service' + chr(39) + 's decode'))}"))
+    for broker, run in (service.get("brokers") or {}).items():
+        cold = (run.get("redelivery_latency") or {}).get("cold-shutdown")
+        rows.append((f"jobs lost under faults on {broker} (notebook 05)",
+                     f"{run.get('lost')} of {run.get('submitted')}, {run.get('partial_outputs')} partial; "
+                     f"{run.get('jobs_per_minute') or 0:.1f} jobs per minute"
+                     + (f"; back {cold['median_seconds']:.1f} s after a cold shutdown (median)" if cold else "")))
     load_run = service.get("load") or {}
     if load_run:
         faults = ", ".join(f"{k} x{v}" for k, v in (load_run.get("faults_injected") or {}).items()) or "none"

@@ -39,8 +39,8 @@ def loop_rows(rate: int, repeat: int) -> list[dict]:
     from scipy import signal
 
     from audionorm_lab import NormalizeOptions
-    from audionorm_lab.loudness import k_weighting_sos
     from audionorm_lab.geometry import BLOCK_SAMPLES
+    from audionorm_lab.loudness import k_weighting_sos
     from audionorm_lab.sections import filter_frames
     from audionorm_lab.stages import chain_sections
 

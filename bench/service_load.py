@@ -3,8 +3,10 @@
     python -m bench service-load [--workers 2] [--concurrency 2] [--jobs 40] [--durations 30s,2m,10m,20m]
         [--mode auto|streaming|full-load] [--memory-limit 600M] [--faults kill-child,restart-broker,...]
         [--fault-every 20s] [--fault-rounds 2] [--deadline 15m] [--out DIR] [--quick] [--capacity]
+        [--broker redis|rabbitmq]
 
-It starts a real ``redis-server`` (``appendonly yes``, as production runs it) and
+It starts a real ``redis-server`` (``appendonly yes``, as production runs it; with ``--broker rabbitmq``
+also a private RabbitMQ node, the broker, while Redis keeps results and the delivery ledger) and
 ``--workers`` real ``celery worker --pool prefork --concurrency N`` processes, each
 pool process held to ``--memory-limit`` by the harness's watchdog (SIGKILL, as the
 OOM killer). ``--jobs`` jobs are submitted at once, cycling through mp3 samples of
@@ -47,10 +49,11 @@ from audionorm_lab import integrated_loudness
 from audionorm_lab.io import partial_outputs
 from data.fetch_samples import make_sample, parse_duration
 
-from .celery_cluster import Cluster, client_app, send_job
+from .celery_cluster import BROKERS, Cluster, client_app, send_job
 from .faults import FAULT_KINDS, FaultInjector
 from .measure import parse_limit
 from .paths import RESULTS
+from .redelivery import redelivery_latencies, summarize_latencies
 
 MODES = ("auto", "streaming", "full-load")
 CAPACITY_CONCURRENCY = (1, 2, 4)
@@ -182,8 +185,9 @@ def ran_concurrently(runs: list[dict], kill_times: dict[int, float]) -> bool:
 def run_load(out: Path, *, workers: int, concurrency: int, jobs: list[Job], mode: str, faults: list[str],
              fault_every_seconds: float, deadline_seconds: float, fault_rounds: int | None = None,
              child_limit_bytes: int | None = None,
-             tree_limit_bytes: int | None = None, log=print) -> dict:
-    """One load run on a fresh cluster; the results dict (also written to ``out/results.json``)."""
+             tree_limit_bytes: int | None = None, broker: str = "redis", log=print) -> dict:
+    """One load run on a fresh cluster (``broker``: ``"redis"`` or ``"rabbitmq"``); the results dict (also written
+    to ``out/results.json``)."""
     import redis
 
     from audionorm_lab.delivery import DeliveryLedger
@@ -196,13 +200,13 @@ def run_load(out: Path, *, workers: int, concurrency: int, jobs: list[Job], mode
            **({"AUDIONORM_MEMORY_LIMIT": str(per_process)} if per_process else {})}
     injector = None
     with Cluster(out / "cluster", workers, concurrency, child_limit_bytes=child_limit_bytes,
-                 tree_limit_bytes=tree_limit_bytes, env=env) as cluster:
-        client = client_app(cluster.url)
+                 tree_limit_bytes=tree_limit_bytes, env=env, broker=broker) as cluster:
+        client = client_app(cluster.broker_url, cluster.url)
         started = time.time()
         for job in jobs:
             job.submitted = time.time()
             job.task_id = send_job(client, job.input_file, job.output_file, mode).id
-        log(f"submitted {len(jobs)} jobs ({mode}) to {workers} workers x {concurrency}")
+        log(f"submitted {len(jobs)} jobs ({mode}) to {workers} workers x {concurrency} on {broker}")
         if faults:
             injector = FaultInjector(cluster, faults, fault_every_seconds, cluster.url,
                                      first_after_seconds=min(1.0, fault_every_seconds), rounds=fault_rounds)
@@ -213,33 +217,42 @@ def run_load(out: Path, *, workers: int, concurrency: int, jobs: list[Job], mode
             if injector is not None:
                 injector.stop()
         wall = max((j.finished for j in jobs if j.finished), default=time.time()) - started
-        broker = redis.Redis.from_url(cluster.url)
-        ledger = DeliveryLedger(broker)
+        backend = redis.Redis.from_url(cluster.url)
+        ledger = DeliveryLedger(backend)
         runs = {job.index: ledger.runs(job.task_id) for job in jobs}
         # what the broker still holds, to tell why a job was lost: queued, or delivered and never restored
-        broker_state = {"queued": broker.llen("celery"), "unacknowledged": broker.hlen("unacked"),
-                        "restore_mutex_ttl_seconds": broker.ttl("unacked_mutex")}
+        broker_state = (cluster.rabbitmq.queue_depths() if cluster.rabbitmq is not None else
+                        {"queued": backend.llen("celery"), "unacknowledged": backend.hlen("unacked"),
+                         "restore_mutex_ttl_seconds": backend.ttl("unacked_mutex")})
         kills = [k for w in cluster.all_workers for k in w.kills]
         child_peak = max((p for w in cluster.all_workers for p in w.child_peaks.values()), default=0)
         tree_peak = max((w.tree_peak_bytes for w in cluster.all_workers), default=0)
         main_peak = max((w.main_peak_bytes for w in cluster.all_workers), default=0)
         crashes = list(cluster.crashes)
-    kill_times = {k["pid"]: k["time"] for k in kills}
-    for event in injector.events if injector else []:
-        for pid in event["pids_killed"]:
-            kill_times.setdefault(pid, event["time"])
-    return summarize(out, jobs, runs, kills, kill_times, injector, child_peak, tree_peak, main_peak, wall, crashes,
+    return summarize(out, jobs, runs, kills, injector, child_peak, tree_peak, main_peak, wall, crashes,
                      {"workers": workers, "concurrency": concurrency, "mode": mode, "faults": faults,
                       "fault_every_seconds": fault_every_seconds, "fault_rounds": fault_rounds,
                       "deadline_seconds": deadline_seconds,
                       "child_limit_bytes": child_limit_bytes, "tree_limit_bytes": tree_limit_bytes,
-                      "visibility_timeout_seconds": visibility_timeout_seconds(longest), "broker_url": cluster.url,
+                      "visibility_timeout_seconds": visibility_timeout_seconds(longest) if broker == "redis" else None,
+                      "broker": broker, "broker_url": cluster.broker_url,
                       "broker_state_at_end": broker_state})
 
 
-def summarize(out: Path, jobs: list[Job], runs: dict, kills: list[dict], kill_times: dict, injector, child_peak: int,
+def stop_times(kills: list[dict], faults: list[dict]) -> dict[int, float]:
+    """Pid -> when it stopped running for good: the watchdog's kills, and the faults' killed and frozen processes
+    (a frozen host never runs again here: the harness SIGKILLs it at the end)."""
+    times = {k["pid"]: k["time"] for k in kills}
+    for event in faults:
+        for pid in (*event["pids_killed"], *event.get("pids_frozen", [])):
+            times.setdefault(pid, event["time"])
+    return times
+
+
+def summarize(out: Path, jobs: list[Job], runs: dict, kills: list[dict], injector, child_peak: int,
               tree_peak: int, main_peak: int, wall: float, crashes: list[dict], parameters: dict) -> dict:
     """Check every job and its output; write and return ``results.json``'s content."""
+    kill_times = stop_times(kills, injector.events if injector else [])
     failed, unexpected_successes, partial, per_job, problems = [], [], [], [], {}
     for job in jobs:
         problem = None
@@ -277,6 +290,7 @@ def summarize(out: Path, jobs: list[Job], runs: dict, kills: list[dict], kill_ti
         "partial_outputs": len(partial),
         "partial_output_paths": partial,
         "leftover_temporaries": temporaries,
+        "redelivery_latency": summarize_latencies(redelivery_latencies(runs, injector.events if injector else [])),
         "finished_by_streaming_fallback": sum(1 for j in jobs if j.delivery.get("mode_changed_because")),
         "redelivered": sum(1 for j in jobs if j.delivery.get("delivery", 1) > 1),
         "faults_injected": injector.counts() if injector else {},
@@ -380,6 +394,8 @@ def main(argv=None) -> int:
                         help="sweep concurrency on one worker for auto, streaming and full-load, the limit on its tree")
     parser.add_argument("--capacity-concurrency", default=",".join(map(str, CAPACITY_CONCURRENCY)),
                         help="the concurrencies --capacity sweeps (default 1,2,4)")
+    parser.add_argument("--broker", choices=BROKERS, default="redis",
+                        help="redis, or rabbitmq (a private node; results and the delivery ledger stay in Redis)")
     parser.add_argument("--json", action="store_true", help="print results.json instead of the table")
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else DEFAULTS
@@ -406,7 +422,7 @@ def main(argv=None) -> int:
     results = run_load(out, workers=value("workers"), concurrency=value("concurrency"), jobs=jobs_factory(out),
                        mode=args.mode, faults=faults, fault_every_seconds=parse_duration(value("fault_every")),
                        fault_rounds=value("fault_rounds") or None, deadline_seconds=deadline, child_limit_bytes=limit,
-                       log=log)
+                       broker=args.broker, log=log)
     if quiet:
         print(json.dumps(results, indent=2, default=str))
     else:

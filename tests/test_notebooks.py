@@ -36,7 +36,7 @@ EXPECTED_CLAIMS = {
                              "no_figure_regressed"},
     "05_service_capacity": {"load_lost_no_job", "load_every_good_job_succeeded", "load_bad_inputs_fail_clearly",
                             "load_no_partial_output", "load_no_job_ran_twice_at_once", "capacity_streaming_never_killed",
-                            "capacity_fallback_finishes_full_load", "streaming_smaller_than_auto"},
+                            "capacity_fallback_finishes_full_load", "streaming_smaller_than_auto", "redis_lost_no_job"},
 }
 
 
@@ -163,7 +163,9 @@ def test_a_failed_claim_fails_the_report_and_is_marked(tmp_path):
 def test_05_service_capacity(reports):
     values = execute("05_service_capacity", reports,
                      {"jobs": 4, "durations": "1m", "fault_every": "1s", "capacity_jobs": 2,
-                      "capacity_durations": "30s", "capacity_memory_limit": "1500M", "capacity_concurrency": "1,2"})
+                      "capacity_durations": "30s", "capacity_memory_limit": "1500M", "capacity_concurrency": "1,2",
+                      "brokers": "redis", "faults": "kill-child,restart-broker,warm-shutdown,cold-shutdown"})
+    # RabbitMQ's load, and the kill-main and vanish-host faults, run in test_service_load_rabbitmq and test_service_load
     assert_every_claim_holds(values, "05_service_capacity")
     load = values["load"]
     assert load["succeeded"] == 4 and sum(load["faults_injected"].values()) >= 2

@@ -1,4 +1,5 @@
-"""python -m bench service-load --quick: real Redis, real workers, one fault of each kind; no job lost."""
+"""python -m bench service-load --quick: real Redis, real workers, one fault of each kind; no job lost.
+(The same on RabbitMQ: test_service_load_rabbitmq.py, a file of its own so the two run on both pytest workers.)"""
 
 import json
 import subprocess
@@ -8,16 +9,22 @@ from pathlib import Path
 import psutil
 import soundfile as sf
 
-from bench.faults import FAULT_KINDS
+from bench.faults import FAULT_KINDS, spare_last_deliveries
+from bench.redelivery import redelivery_latencies
 from bench.service_load import ran_concurrently
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_quick_load_with_every_fault_loses_no_job(tmp_path):
+    check_quick_load(tmp_path, "redis")
+
+
+def check_quick_load(tmp_path, broker: str) -> None:
+    """``service-load --quick --broker BROKER``: every job finished, checked; each fault injected; nothing left."""
     out = tmp_path / "load"
-    done = subprocess.run([sys.executable, "-m", "bench", "service-load", "--quick", "--out", str(out), "--json"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "bench", "service-load", "--quick", "--out", str(out), "--json",
+                           "--broker", broker], cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads(done.stdout)
     assert results == json.loads((out / "results.json").read_text())
@@ -30,6 +37,9 @@ def test_quick_load_with_every_fault_loses_no_job(tmp_path):
     assert bad[0]["error_type"] == "NotAudioError" and "not an audio file" in bad[0]["error"]
     assert all(results["faults_injected"][kind] >= 1 for kind in FAULT_KINDS), results["faults_injected"]
     assert results["redelivered"] >= 1 and results["fault_errors"] == []
+    assert results["parameters"]["broker"] == broker and results["redelivery_latency"]
+    for kind, latency in results["redelivery_latency"].items():
+        assert kind in FAULT_KINDS and 0 < latency["median_seconds"] <= latency["max_seconds"], latency
     limit = results["parameters"]["child_limit_bytes"]
     assert 0 < results["max_child_rss_bytes"] <= limit and results["watchdog_kills"] == 0
     assert results["max_worker_tree_rss_bytes"] >= results["max_child_rss_bytes"]
@@ -38,12 +48,13 @@ def test_quick_load_with_every_fault_loses_no_job(tmp_path):
         if job["state"] == "SUCCESS":
             assert job["output_problem"] is None
             assert sf.info(str(out / "outputs" / f"job-{job['job']:03d}.flac")).duration > 0
-    # everything it started is stopped: no redis-server on its port, no worker with its broker
+    # everything it started is stopped: no broker on its port, no worker with its broker
     url = results["parameters"]["broker_url"]
     port = url.rsplit(":", 1)[1].split("/")[0]
     for process in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(process.info["cmdline"] or [])
         assert not ("redis-server" in cmdline and f"--port {port}" in cmdline), cmdline
+        assert not ("beam.smp" in cmdline and f"audionorm-{port}@" in cmdline), cmdline
         try:
             broker = process.environ().get("AUDIONORM_BROKER_URL")
         except psutil.Error:
@@ -59,3 +70,23 @@ def test_concurrent_runs_are_told_from_runs_after_a_kill():
     assert ran_concurrently([start, restart, end], kill_times={1: 6.0}) is True
     first_end = {"event": "end", "pid": 1, "delivery": 1, "time": 4.5}
     assert ran_concurrently([start, first_end, restart, end], kill_times={}) is False
+
+
+def test_a_redelivery_is_timed_from_the_fault_that_hit_its_run():
+    """The fault's time is taken before it acts, so a run may start just after it and still be the one it hit."""
+    frozen = {"time": 9.99, "kind": "vanish-host", "pids_killed": [], "pids_frozen": [7]}
+    broker = {"time": 20.0, "kind": "restart-broker", "pids_killed": []}
+    runs = {0: [{"event": "start", "pid": 7, "time": 10.0}, {"event": "start", "pid": 8, "time": 40.0},
+                {"event": "end", "pid": 8, "time": 45.0}],
+            1: [{"event": "start", "pid": 5, "time": 1.0}, {"event": "start", "pid": 6, "time": 22.0}],
+            2: [{"event": "start", "pid": 3, "time": 1.0}, {"event": "start", "pid": 4, "time": 5.0}]}
+    latencies = redelivery_latencies(runs, [frozen, broker])
+    assert latencies["vanish-host"] == [40.0 - 9.99]
+    assert latencies["restart-broker"] == [2.0]  # no fault hit its process: the last fault in between
+    assert latencies["watchdog kill"] == [4.0]  # no fault at all: the harness's watchdog killed it
+
+
+def test_faults_spare_jobs_on_their_last_delivery():
+    """A job whose worker was lost on its third delivery would fail (the policy's guard against poison jobs)."""
+    assert spare_last_deliveries({101: 1, 102: 2, 103: 3}) == {101: 1, 102: 2}
+    assert spare_last_deliveries({101: 1, 102: 2}, max_deliveries=2) == {101: 1}

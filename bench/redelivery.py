@@ -1,0 +1,49 @@
+"""How long a job whose run a fault cut short waited for its next run: the redelivery latency, by fault kind.
+
+A job's runs are the delivery ledger's records (``{"event": "start"|"end", "time", "pid"...}``); a fault is
+an injector event (``{"time", "kind", "pids_killed", "pids_frozen", "pids_orphaned"...}``). A start after a run
+that never ended is a redelivery. Its cause is the fault that hit the run's process (killed, frozen or
+orphaned it), else the last fault between the two runs (a broker restart hits every run), else the
+watchdog's kill; its latency is the time from that fault to the new run's start.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+
+def _cut_short_then_restarted(runs: list[dict]) -> list[tuple[dict, float]]:
+    """(the start record of a run that never ended, the next run's start time) for each redelivery in ``runs``."""
+    starts = [r for r in runs if r.get("event") == "start"]
+    pairs = []
+    for earlier, later in zip(starts, starts[1:]):
+        ended = any(r.get("event") == "end" and earlier["time"] <= r["time"] <= later["time"]
+                    and r.get("pid") == earlier.get("pid") for r in runs)
+        if not ended:
+            pairs.append((earlier, later["time"]))
+    return pairs
+
+
+def _pids_hit(fault: dict) -> tuple:
+    return (*fault.get("pids_killed", []), *fault.get("pids_frozen", []), *fault.get("pids_orphaned", []))
+
+
+def redelivery_latencies(runs_by_job: dict, faults: list[dict]) -> dict[str, list[float]]:
+    """Fault kind -> the latencies (seconds) of the redeliveries that followed it."""
+    latencies: dict[str, list[float]] = {}
+    for runs in runs_by_job.values():
+        for run, restarted in _cut_short_then_restarted(runs):
+            between = [f for f in faults if run["time"] <= f["time"] <= restarted]
+            # a fault that hit the run's process counts even when logged just before the run's start record
+            # (the fault's time is taken before it acts, and the run may start meanwhile)
+            hit = [f for f in faults if f["time"] <= restarted and run.get("pid") in _pids_hit(f)]
+            cause = (hit or between or [None])[-1]
+            kind = cause["kind"] if cause else "watchdog kill"
+            latencies.setdefault(kind, []).append(restarted - (cause["time"] if cause else run["time"]))
+    return latencies
+
+
+def summarize_latencies(latencies: dict[str, list[float]]) -> dict[str, dict]:
+    """Fault kind -> ``{"count", "median_seconds", "max_seconds"}``."""
+    return {kind: {"count": len(values), "median_seconds": statistics.median(values), "max_seconds": max(values)}
+            for kind, values in sorted(latencies.items())}
