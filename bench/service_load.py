@@ -362,6 +362,9 @@ def print_table(results: dict) -> None:
     print(f"{'max_worker_tree_rss_bytes':>32}: {results['max_worker_tree_rss_bytes'] / 1e6:.0f} MB")
     print(f"{'wall_seconds':>32}: {results['wall_seconds']:.1f}")
     print(f"{'audio_seconds_per_wall_second':>32}: {results['audio_seconds_per_wall_second'] or 0:.1f}")
+    for label, latency in results["redelivery_latency"].items():
+        print(f"{'redelivery after ' + label:>32}: {latency['median_seconds']:.1f} s median, "
+              f"{latency['max_seconds']:.1f} s max, of {latency['count']}")
     for failure in results["failures"]:
         print(f"  job {failure['job']} failed{' (as expected)' if failure['expected'] else ''}: "
               f"{failure['error_type']}: {failure['error']}")

@@ -10,7 +10,7 @@ import psutil
 import soundfile as sf
 
 from bench.faults import FAULT_KINDS, spare_last_deliveries
-from bench.redelivery import redelivery_latencies
+from bench.redelivery import ALREADY_REQUEUED, fault_kind, redelivery_latencies
 from bench.service_load import ran_concurrently
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +38,8 @@ def check_quick_load(tmp_path, broker: str) -> None:
     assert all(results["faults_injected"][kind] >= 1 for kind in FAULT_KINDS), results["faults_injected"]
     assert results["redelivered"] >= 1 and results["fault_errors"] == []
     assert results["parameters"]["broker"] == broker and results["redelivery_latency"]
-    for kind, latency in results["redelivery_latency"].items():
-        assert kind in FAULT_KINDS and 0 < latency["median_seconds"] <= latency["max_seconds"], latency
+    for label, latency in results["redelivery_latency"].items():
+        assert fault_kind(label) in FAULT_KINDS and 0 < latency["median_seconds"] <= latency["max_seconds"], latency
     limit = results["parameters"]["child_limit_bytes"]
     assert 0 < results["max_child_rss_bytes"] <= limit and results["watchdog_kills"] == 0
     assert results["max_worker_tree_rss_bytes"] >= results["max_child_rss_bytes"]
@@ -84,6 +84,12 @@ def test_a_redelivery_is_timed_from_the_fault_that_hit_its_run():
     assert latencies["vanish-host"] == [40.0 - 9.99]
     assert latencies["restart-broker"] == [2.0]  # no fault hit its process: the last fault in between
     assert latencies["watchdog kill"] == [4.0]  # no fault at all: the harness's watchdog killed it
+    # a copy found the run going (the broker had given the message back) and was retried; then a fault hit the run
+    requeued = {0: [{"event": "start", "pid": 7, "time": 1.0}, {"event": "busy", "pid": 9, "time": 3.0},
+                    {"event": "start", "pid": 8, "time": 60.0}]}
+    cold = {"time": 10.0, "kind": "cold-shutdown", "pids_killed": [7]}
+    assert redelivery_latencies(requeued, [cold]) == {"cold-shutdown" + ALREADY_REQUEUED: [50.0]}
+    assert fault_kind("cold-shutdown" + ALREADY_REQUEUED) == "cold-shutdown"
 
 
 def test_faults_spare_jobs_on_their_last_delivery():
