@@ -6,7 +6,8 @@ the environment but ``HOME``), so the node's data folder belongs to that user an
 reach), removed when the node stops. Everything the node writes is in that folder, but its console output
 (``server.out`` in the folder given); its Erlang port mapper (epmd) listens on a port of its own, so nothing is shared with a system node.
 The node's ``consumer_timeout`` (how long a delivered message may stay unacknowledged before RabbitMQ closes
-the consumer's channel; 30 minutes by default) is set in its ``rabbitmq.conf``.
+the consumer's channel; 30 minutes by default) is set in its ``rabbitmq.conf``; ``channel_tick_ms`` (in its
+``advanced.config``) makes its channels check that age more often than once a minute, for tests.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ def _owned_by_rabbitmq(folder: Path) -> None:
 class RabbitMQNode:
     """``rabbitmq-server`` on free loopback ports, its files in ``folder``; ``url`` is its AMQP address."""
 
-    def __init__(self, folder: Path, consumer_timeout_ms: int = CONSUMER_TIMEOUT_MS):
+    def __init__(self, folder: Path, consumer_timeout_ms: int = CONSUMER_TIMEOUT_MS,
+                 channel_tick_ms: int | None = None):
         self.log_folder, self.consumer_timeout_ms = Path(folder), consumer_timeout_ms
+        self.channel_tick_ms = channel_tick_ms  # how often a channel checks its deliveries' age (RabbitMQ: 60 s)
         self.folder = Path(tempfile.mkdtemp(prefix="audionorm-rabbitmq-"))
         self.folder.chmod(0o755)
         self.port, self.dist_port, self.epmd_port = free_port(), free_port(), free_port()
@@ -55,6 +58,7 @@ class RabbitMQNode:
                 "RABBITMQ_FEATURE_FLAGS_FILE": str(base / "feature_flags"),
                 "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
                 "RABBITMQ_PID_FILE": str(base / "pid"), "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq"),
+                "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
                 "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
                 "HOME": str(base / "home"), "ERL_EPMD_ADDRESS": "127.0.0.1", "ERL_EPMD_PORT": str(self.epmd_port)}
 
@@ -76,6 +80,8 @@ class RabbitMQNode:
         for sub in ("mnesia", "log", "home"):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
         (self.folder / "enabled_plugins").write_text("[].\n")
+        ticks = f"{{channel_tick_interval, {self.channel_tick_ms}}}" if self.channel_tick_ms else ""
+        (self.folder / "advanced.config").write_text(f"[{{rabbit, [{ticks}]}}].\n")
         (self.folder / "rabbitmq.conf").write_text(f"consumer_timeout = {self.consumer_timeout_ms}\n"
                                                    "loopback_users.guest = true\n")
         _owned_by_rabbitmq(self.folder)

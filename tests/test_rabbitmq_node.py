@@ -1,13 +1,46 @@
 """The harness's private RabbitMQ node: its own ports and folder, a consumer timeout long jobs outlive, and
-nothing left behind."""
+nothing left behind; and what that timeout does to a job held longer (RabbitMQ's default is 30 minutes)."""
+
+import time
 
 import psutil
+from kombu import Connection, Exchange, Queue
 
 from bench.rabbitmq_node import CONSUMER_TIMEOUT_MS, RabbitMQNode
 
+QUEUE = Queue("held", Exchange("held", type="direct"), routing_key="held", durable=True,
+              queue_arguments={"x-queue-type": "quorum"})
+
+
+def hold_a_delivery(url: str, seconds: float) -> tuple[bool, bool]:
+    """Publish a job, take it unacknowledged as a worker on a long job does, hold it ``seconds``, then ack it:
+    (whether the ack went through, whether the job was still on the queue for another consumer afterwards)."""
+    with Connection(url) as connection:
+        connection.Producer().publish("job", exchange=QUEUE.exchange, routing_key="held", declare=[QUEUE])
+        queue = QUEUE(connection.default_channel)
+        message = None
+        for _ in range(100):
+            message = queue.get(no_ack=False)
+            if message is not None:
+                break
+            time.sleep(0.05)
+        assert message is not None and message.payload == "job"
+        time.sleep(seconds)
+        try:
+            message.ack()
+            connection.default_channel.basic_qos(0, 1, False)  # a round trip: a closed channel raises here
+            acked = True
+        except Exception:  # noqa: BLE001  (amqp's channel error: PRECONDITION_FAILED, acknowledgement timed out)
+            acked = False
+    with Connection(url) as connection:
+        again = QUEUE(connection.default_channel).get(no_ack=False)
+        if again is not None:
+            again.ack()
+    return acked, again is not None
+
 
 def test_a_private_node_with_a_day_long_consumer_timeout_leaves_nothing_behind(tmp_path):
-    node = RabbitMQNode(tmp_path / "rabbitmq")
+    node = RabbitMQNode(tmp_path / "rabbitmq", channel_tick_ms=200)
     data = node.folder
     node.start()
     try:
@@ -16,9 +49,22 @@ def test_a_private_node_with_a_day_long_consumer_timeout_leaves_nothing_behind(t
         listening = {c.laddr.port: c.laddr.ip for c in psutil.Process(node.pid).net_connections("tcp")
                      if c.status == psutil.CONN_LISTEN}
         assert listening.get(node.port) == "127.0.0.1" and listening.get(node.dist_port) == "127.0.0.1"
+        # held well past what the short timeout below allows, checked as often: acknowledged, gone from the queue
+        assert hold_a_delivery(node.url, 2.0) == (True, False)
         assert node.queue_depths() == {"queued": 0, "unacknowledged": 0}
         pid = node.pid
     finally:
         node.stop()
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert not data.exists() and (tmp_path / "rabbitmq" / "server.out").exists()
+
+
+def test_a_job_held_past_the_consumer_timeout_is_taken_back(tmp_path):
+    """What the default would do to a long job, in small: RabbitMQ closes the channel, the ack fails, and the job
+    goes back on the queue (a Celery worker's job would run again)."""
+    node = RabbitMQNode(tmp_path / "rabbitmq", consumer_timeout_ms=500, channel_tick_ms=200).start()
+    try:
+        assert node.setting("consumer_timeout") == "{ok,500}"
+        assert hold_a_delivery(node.url, 2.0) == (False, True)
+    finally:
+        node.stop()
