@@ -51,6 +51,10 @@ def _times(value) -> str:
     return "not measured" if value is None else f"{value:.2f}x"
 
 
+def _faults(run: dict) -> str:
+    return ", ".join(f"{k} x{v}" for k, v in (run.get("faults_injected") or {}).items()) or "none"
+
+
 def headlines(runs: list[NotebookRun]) -> list[tuple[str, str]]:
     """The headline numbers as (what, figure) pairs, from whichever notebooks ran."""
     values = {run.name: run.values for run in runs}
@@ -92,17 +96,17 @@ def headlines(runs: list[NotebookRun]) -> list[tuple[str, str]]:
         rows.append(("difference from the service's output, mp3 (float mode; float mode on the service's decode)",
                      f"{_db(mp3.get('streaming (service grid)'))}; "
                      f"{_db(mp3.get('streaming (service grid) of the service' + chr(39) + 's decode'))}"))
-    for broker, run in (service.get("brokers") or {}).items():
+    brokers = service.get("brokers") or {}
+    for broker, run in brokers.items():
         cold = (run.get("redelivery_latency") or {}).get("cold-shutdown")
         rows.append((f"jobs lost under faults on {broker} (notebook 05)",
-                     f"{run.get('lost')} of {run.get('submitted')}, {run.get('partial_outputs')} partial; "
-                     f"{run.get('jobs_per_minute') or 0:.1f} jobs per minute"
+                     f"{run.get('lost')} of {run.get('submitted')}, {run.get('partial_outputs')} partial "
+                     f"(faults: {_faults(run)}); {run.get('jobs_per_minute') or 0:.1f} jobs per minute"
                      + (f"; back {cold['median_seconds']:.1f} s after a cold shutdown (median)" if cold else "")))
     load_run = service.get("load") or {}
-    if load_run:
-        faults = ", ".join(f"{k} x{v}" for k, v in (load_run.get("faults_injected") or {}).items()) or "none"
+    if load_run and not brokers:
         rows.append(("jobs lost under faults (notebook 05)",
-                     f"{load_run.get('lost')} of {load_run.get('submitted')} (faults: {faults})"))
+                     f"{load_run.get('lost')} of {load_run.get('submitted')} (faults: {_faults(load_run)})"))
     for row in service.get("sizing_by_mode") or []:
         rows.append((f"pool processes that fit {row['container_limit_bytes'] / 1e9:g} GB "
                      f"(longest file {row['longest_file_seconds'] / 60:.0f} min)",
