@@ -103,6 +103,11 @@ class RabbitMQNode:
         result = self._ctl("eval", f"application:get_env(rabbit, {name}).")
         return result.stdout.strip() if result.returncode == 0 else None
 
+    def set_setting(self, name: str, value: int) -> bool:
+        """Change one of the running node's settings (channels opened from now on see it); whether it took."""
+        result = self._ctl("eval", f"application:set_env(rabbit, {name}, {int(value)}).")
+        return result.returncode == 0 and self.setting(name) == f"{{ok,{int(value)}}}"
+
     def queue_depths(self) -> dict:
         """Messages ready and unacknowledged in each queue: ``{"queued", "unacknowledged"}`` over all queues."""
         result = self._ctl("list_queues", "-q", "--no-table-headers", "name", "messages_ready",
