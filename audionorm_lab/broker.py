@@ -43,7 +43,7 @@ def broker_kind(url: str) -> str:
 def result_backend_url(broker_url: str, backend_url: str | None) -> str:
     """The result backend: Redis, where the delivery ledger lives (the broker itself when it is Redis)."""
     url = backend_url or (broker_url if broker_kind(broker_url) == "redis" else None)
-    if url is None or broker_kind(url) != "redis":
+    if url is None or url.split("://", 1)[0].lower() not in ("redis", "rediss"):
         raise ValueError(f"with the broker at {broker_url}, AUDIONORM_RESULT_BACKEND must name a Redis "
                          f"(redis://...): the delivery ledger and the run lock live there")
     return url

@@ -115,6 +115,12 @@ class RabbitMQNode:
         rows = [line.split() for line in result.stdout.splitlines() if len(line.split()) == 3]
         return {"queued": sum(int(r[1]) for r in rows), "unacknowledged": sum(int(r[2]) for r in rows)}
 
+    def queues(self) -> dict[str, dict]:
+        """Each queue's ``{"type" (classic, quorum...), "durable"}``, by name."""
+        result = self._ctl("list_queues", "-q", "--no-table-headers", "name", "type", "durable")
+        rows = [line.split() for line in result.stdout.splitlines() if len(line.split()) == 3]
+        return {name: {"type": kind, "durable": durable == "true"} for name, kind, durable in rows}
+
     def stop(self) -> None:
         """``rabbitmqctl stop`` (the node ends cleanly), then its epmd, and SIGKILL for anything left."""
         if self.process is None:

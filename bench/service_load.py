@@ -221,7 +221,8 @@ def run_load(out: Path, *, workers: int, concurrency: int, jobs: list[Job], mode
         ledger = DeliveryLedger(backend)
         runs = {job.index: ledger.runs(job.task_id) for job in jobs}
         # what the broker still holds, to tell why a job was lost: queued, or delivered and never restored
-        broker_state = (cluster.rabbitmq.queue_depths() if cluster.rabbitmq is not None else
+        broker_state = ({**cluster.rabbitmq.queue_depths(), "queues": cluster.rabbitmq.queues()}
+                        if cluster.rabbitmq is not None else
                         {"queued": backend.llen("celery"), "unacknowledged": backend.hlen("unacked"),
                          "restore_mutex_ttl_seconds": backend.ttl("unacked_mutex")})
         kills = [k for w in cluster.all_workers for k in w.kills]

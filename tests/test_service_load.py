@@ -38,6 +38,9 @@ def check_quick_load(tmp_path, broker: str) -> None:
     assert all(results["faults_injected"][kind] >= 1 for kind in FAULT_KINDS), results["faults_injected"]
     assert results["redelivered"] >= 1 and results["fault_errors"] == []
     assert results["parameters"]["broker"] == broker and results["redelivery_latency"]
+    if broker == "rabbitmq":  # the jobs went through a durable quorum queue
+        assert results["parameters"]["broker_state_at_end"]["queues"]["audionorm"] == {"type": "quorum",
+                                                                                         "durable": True}
     for label, latency in results["redelivery_latency"].items():
         assert fault_kind(label) in FAULT_KINDS and 0 < latency["median_seconds"] <= latency["max_seconds"], latency
     limit = results["parameters"]["child_limit_bytes"]
