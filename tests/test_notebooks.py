@@ -120,7 +120,9 @@ def test_03_memory_profiles(reports):
 
 def test_04_regression_report_holds_on_the_committed_baseline(reports):
     history_file = reports / "history.jsonl"
-    values = execute("04_regression_report", reports, {"sizes": "20s", "repeat": 2, "history_path": str(history_file)})
+    # 30 s, not 20 s: the wall-over-SoX bound (5x, set for the report's 1-minute file) is mostly Python's start on a
+    # file this short, and under the suite's load a 20 s file reached 5.1x
+    values = execute("04_regression_report", reports, {"sizes": "30s", "repeat": 2, "history_path": str(history_file)})
     claims = assert_every_claim_holds(values, "04_regression_report")
     assert values["failed"] == [] and values["figures"]["streaming_vs_full_load_db"] <= -90
     assert claims["no_figure_regressed"]["figure"].startswith("0 of 6 figures judged"), "no history yet"
