@@ -269,7 +269,8 @@ class CeleryWorker:
         self._close()
 
     def kill_main(self) -> None:
-        """SIGKILL the main process alone (the OOM killer choosing it): its pool processes live on, orphaned."""
+        """SIGKILL the main process alone (the OOM killer choosing it). Celery's prefork asks the kernel to kill its
+        pool processes when it dies (PR_SET_PDEATHSIG); :meth:`stop` ends any that outlive it."""
         if self.alive():
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait()
