@@ -106,18 +106,19 @@ def holder_alive(holder: str) -> bool | None:
         return None
     if pid is None:
         return True
+    return not process_ended(pid)
+
+
+def process_ended(pid: int) -> bool:
+    """Whether the process ``pid`` of this host has ended: gone, or a zombie waiting to be reaped (a pool
+    process killed with its worker, whose new parent, pid 1, reaps it when it gets round to it: a second or two
+    here). An ended process holds no lock. One we may not signal counts as running."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
-    except PermissionError:
         return True
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """Whether ``pid`` has ended and waits to be reaped (a pool process killed with its worker, whose new parent,
-    pid 1, reaps it when it gets round to it: a second or two here). It holds no lock any more."""
+    except PermissionError:
+        return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:

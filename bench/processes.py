@@ -7,7 +7,7 @@ import socket
 import subprocess
 import time
 
-import psutil
+from audionorm_lab.delivery import process_ended
 
 
 def free_port() -> int:
@@ -30,21 +30,13 @@ def wait_until(ready, process: subprocess.Popen, timeout: float, what: str, inte
     raise RuntimeError(f"{what}: not ready after {timeout:g} s")
 
 
-def ended(pid: int) -> bool:
-    """Whether ``pid`` has ended: gone, or a zombie waiting for its parent to reap it."""
-    try:
-        return psutil.Process(pid).status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
-    except psutil.NoSuchProcess:
-        return True
-
-
 def wait_ended(pids: list[int], timeout: float, interval: float = 0.01) -> dict[int, float]:
     """Wait up to ``timeout`` seconds for ``pids`` (not necessarily our children) to end; pid -> when it was seen
     ended (epoch seconds), for those that did."""
     deadline, seen = time.monotonic() + timeout, {}
     while len(seen) < len(pids) and time.monotonic() < deadline:
         for pid in pids:
-            if pid not in seen and ended(pid):
+            if pid not in seen and process_ended(pid):
                 seen[pid] = time.time()
         time.sleep(interval)
     return seen
