@@ -331,12 +331,105 @@ done:
     return result;
 }
 
+/* decide_bins(spectrum, closed_below, open_above, error, peaks, frames, bins) -> bins left in doubt
+ * spectrum: complex64 [frames][bins], single-precision spectra of real frames (bins = n_fft / 2 + 1), each bin within
+ * error * (the frame's whole-spectrum L2 norm) + TINY of the double-precision magnitude; closed_below, open_above:
+ * float64 [bins], the peak levels below which a bin surely stays closed and above which it surely opens; peaks:
+ * float64 [bins], raised in place to open_above[b] where some frame's magnitude is beyond doubt above it.
+ * Returns how many bins, not (now or before) at open_above, have a frame whose magnitude may lie above closed_below
+ * (or a frame that is not finite): for those the caller takes the block's exact peaks.
+ * Squared magnitudes are compared, in double precision (a float's square is exact there). */
+#define TINY 1e-30
+__attribute__((optimize("no-trapping-math")))  /* lets the comparisons below vectorize; no value changes */
+static PyObject *decide_bins(PyObject *self, PyObject *args)
+{
+    PyObject *spectrum_o, *below_o, *above_o, *peaks_o;
+    double error;
+    Py_ssize_t frames, bins;
+    if (!PyArg_ParseTuple(args, "OOOdOnn", &spectrum_o, &below_o, &above_o, &error, &peaks_o, &frames, &bins))
+        return NULL;
+    Py_buffer spectrum = {0}, below = {0}, above = {0}, peaks = {0};
+    PyObject *result = NULL;
+    double *squares = NULL, *opened = NULL, *doubt = NULL;  /* per bin, the largest excess over each level */
+    if (PyObject_GetBuffer(spectrum_o, &spectrum, PyBUF_C_CONTIGUOUS)
+        || PyObject_GetBuffer(below_o, &below, PyBUF_C_CONTIGUOUS)
+        || PyObject_GetBuffer(above_o, &above, PyBUF_C_CONTIGUOUS)
+        || PyObject_GetBuffer(peaks_o, &peaks, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE))
+        goto done;
+    if (bins < 2 || spectrum.len != frames * bins * 2 * (Py_ssize_t)sizeof(float)
+        || below.len != bins * (Py_ssize_t)sizeof(double) || above.len != bins * (Py_ssize_t)sizeof(double)
+        || peaks.len != bins * (Py_ssize_t)sizeof(double)) {
+        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match the frames and bins");
+        goto done;
+    }
+    squares = malloc(sizeof(double) * (size_t)bins);
+    opened = malloc(sizeof(double) * (size_t)bins);
+    doubt = malloc(sizeof(double) * (size_t)bins);
+    if (!squares || !opened || !doubt) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t left = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t b = 0; b < bins; b++) opened[b] = doubt[b] = -INFINITY;
+    const float *s = spectrum.buf;
+    const double *low = below.buf, *high = above.buf;
+    double *peak = peaks.buf;
+    for (Py_ssize_t f = 0; f < frames; f++) {
+        const float *row = s + 2 * f * bins;
+        double part[4] = {0.0, 0.0, 0.0, 0.0};  /* four running sums: the loop vectorizes (the order does not matter) */
+        Py_ssize_t b = 0;
+        for (; b + 4 <= bins; b += 4)
+            for (int j = 0; j < 4; j++) {
+                double re = row[2 * (b + j)], im = row[2 * (b + j) + 1];
+                squares[b + j] = re * re + im * im;
+                part[j] += squares[b + j];
+            }
+        for (; b < bins; b++) {
+            double re = row[2 * b], im = row[2 * b + 1];
+            squares[b] = re * re + im * im;
+            part[0] += squares[b];
+        }
+        /* Parseval over the whole spectrum: the bins between DC and Nyquist stand for two each */
+        double energy = 2.0 * (part[0] + part[1] + part[2] + part[3]) - squares[0] - squares[bins - 1];
+        if (!isfinite(energy)) {  /* NaN or an overflow in single precision: nothing is beyond doubt */
+            for (b = 0; b < bins; b++) doubt[b] = INFINITY;
+            continue;
+        }
+        double delta = error * sqrt(energy) + TINY;
+        for (b = 0; b < bins; b++) {  /* no branches: the loop vectorizes */
+            double up = high[b] + delta, down = low[b] - delta;
+            double surely_below = down > 0.0 ? down * down : -1.0;  /* -1: no square is surely below it */
+            double over_up = squares[b] - up * up, over_down = squares[b] - surely_below;
+            opened[b] = over_up > opened[b] ? over_up : opened[b];
+            doubt[b] = over_down > doubt[b] ? over_down : doubt[b];
+        }
+    }
+    for (Py_ssize_t b = 0; b < bins; b++) {  /* opened: a square reached (high + delta)^2; doubt: one passed the other */
+        if (opened[b] >= 0.0 && !(peak[b] >= high[b])) peak[b] = high[b];
+        left += doubt[b] > 0.0 && !(peak[b] >= high[b]);
+    }
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromSsize_t(left);
+done:
+    free(squares);
+    free(opened);
+    free(doubt);
+    PyBuffer_Release(&spectrum);
+    PyBuffer_Release(&below);
+    PyBuffer_Release(&above);
+    PyBuffer_Release(&peaks);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"mask", mask, METH_VARARGS, "mask(spectrum, thresholds, open_bins, mask_out, frames, bins)"},
     {"smooth_and_apply", smooth_and_apply, METH_VARARGS,
      "smooth_and_apply(spectrum, mask, freq_width, time_width, norm, live, frames, bins)"},
     {"overlap_add", overlap_add, METH_VARARGS, "overlap_add(frames, synthesis, out, rows_of, k, n_fft, hop, rows)"},
     {"column_candidates", column_candidates, METH_VARARGS, "column_candidates(spectrum, peaks, out, frames, bins)"},
+    {"decide_bins", decide_bins, METH_VARARGS,
+     "decide_bins(spectrum, closed_below, open_above, error, peaks, frames, bins)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -29,8 +29,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import OptionError
-from .gate_kernels import column_max_abs
-from .stft import frame_spectra
+from .floor_decision import FloorBounds, fold_exact
 
 #: noisereduce's ``reduce_noise`` default ``padding``: context on each side of a piece, frames.
 SERVICE_PADDING_FRAMES = 30_000
@@ -129,7 +128,8 @@ class GateGrid:
 
 def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateGrid, n_fft: int,
                    block_frames: int = SCAN_BLOCK_FRAMES,
-                   on_piece: Callable[[int, np.ndarray], None] | None = None) -> tuple[np.ndarray, int]:
+                   on_piece: Callable[[int, np.ndarray], None] | None = None,
+                   fold: Callable[[np.ndarray, np.ndarray], None] = fold_exact) -> tuple[np.ndarray, int]:
     """Each piece's loudest STFT magnitude per channel and bin, in one streamed pass.
 
     The STFT is scipy's (periodic Hann window of ``n_fft``, hop ``grid.hop_frames``,
@@ -145,6 +145,11 @@ def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateG
     on_piece : callable, optional
         ``on_piece(piece, peaks)`` as soon as a piece's peaks are final, in piece order; the
         peaks are then handed over, not kept (and ``peaks`` below is None).
+    fold : callable, optional
+        ``fold(frames, peaks)`` folds a block of one channel's frames (float32 ``(count, n_fft)``)
+        into that channel's peaks of the piece (float64 ``(n_fft // 2 + 1,)``, in place): by default
+        each bin's loudest magnitude (:func:`~audionorm_lab.floor_decision.fold_exact`); a
+        :meth:`~audionorm_lab.floor_decision.FloorBounds.fold` keeps only what decides the floor.
 
     Returns
     -------
@@ -188,8 +193,8 @@ def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateG
                     segment[: max(0, lo - seg_start)] = 0
                     segment[max(0, hi - seg_start):] = 0
                 frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft, axis=0)[::hop]  # (count, ch, n_fft)
-                for channel in range(channels):  # windowed in float64, as the gate's STFT
-                    column_max_abs(frame_spectra(frames[:, channel]), peaks[piece][channel])
+                for channel in range(channels):
+                    fold(frames[:, channel], peaks[piece][channel])
                 centre += count * hop
             next_centre[piece] = centre
             if centre >= stop:
@@ -219,8 +224,10 @@ class PeakScan:
     The first ``head_frames`` frames (the noise clip) are kept for :meth:`head`, as the mean of the
     channels (all the noise profile uses of them: 2.4 MB whatever the width); each piece's
     peaks are handed out by :meth:`peaks` as soon as the scan has passed the piece, so
-    the chain can gate piece ``p`` while the scan reads piece ``p + 1``. An error in the
-    scan is raised, unchanged, in whoever waits on it.
+    the chain can gate piece ``p`` while the scan reads piece ``p + 1``. Once the gate's floor
+    is known (:meth:`decide_with`), blocks are transformed in single precision where that
+    decides the floor (:mod:`~audionorm_lab.floor_decision`). An error in the scan is raised,
+    unchanged, in whoever waits on it.
     """
 
     def __init__(self, read: Callable[[int], np.ndarray], channels: int, grid: GateGrid, n_fft: int,
@@ -232,6 +239,8 @@ class PeakScan:
         self._head_kept = 0
         self._peaks: dict[int, np.ndarray] = {}
         self._summarize: Callable[[np.ndarray], np.ndarray] | None = None
+        self._bounds: FloorBounds | None = None
+        self.blocks = self.blocks_in_doubt = 0  # blocks folded with the bounds, and those transformed twice
         self._head_done = self._done = self._stopped = False
         self._error: BaseException | None = None
         self._ready = threading.Condition()
@@ -256,6 +265,14 @@ class PeakScan:
                 self._ready.notify_all()
         return block
 
+    def _fold(self, frames: np.ndarray, peaks: np.ndarray) -> None:
+        bounds = self._bounds
+        if bounds is None:
+            fold_exact(frames, peaks)
+            return
+        self.blocks += 1
+        self.blocks_in_doubt += bounds.fold(frames, peaks)
+
     def _piece_done(self, piece: int, peaks: np.ndarray) -> None:
         with self._ready:
             self._peaks[piece] = peaks if self._summarize is None else self._summarize(peaks)
@@ -264,7 +281,7 @@ class PeakScan:
     def _run(self) -> None:
         try:
             spectral_peaks(self._read_and_keep, self._channels, self._grid, self._n_fft, self._block_frames,
-                           on_piece=self._piece_done)
+                           on_piece=self._piece_done, fold=self._fold)
         except _Stopped:
             pass
         except BaseException as exc:  # handed to the waiting thread
@@ -291,6 +308,11 @@ class PeakScan:
         with self._ready:
             self._summarize = summarize
             self._peaks = {piece: summarize(peaks) for piece, peaks in self._peaks.items()}
+
+    def decide_with(self, bounds: FloorBounds) -> None:
+        """From the next block on, keep of each piece's peaks only what decides the floor of ``bounds``: the
+        open bins they give stay those of the exact peaks, not the peaks themselves."""
+        self._bounds = bounds
 
     def peaks(self, piece: int) -> np.ndarray | None:
         """The piece's peaks (or their summary, see :meth:`summarize_with`), once final; None for

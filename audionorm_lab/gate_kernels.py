@@ -6,6 +6,8 @@
   inverse transform, which need not be computed).
 - :func:`overlap_add`: the inverse STFT's weighted overlap-add of a batch of frames.
 - :func:`column_max_abs`: each bin's largest magnitude, for the scan's peaks.
+- :func:`decide_bins`: which bins single-precision spectra open beyond doubt, and which they leave in doubt
+  (:mod:`~audionorm_lab.floor_decision`).
 
 Each equals the numpy expression named in its docstring, bit for bit (``tests/test_gate_kernels.py``).
 Magnitudes come from numpy's own ``np.abs`` wherever they decide anything: the C code compares
@@ -88,3 +90,24 @@ def column_max_abs(spectrum: np.ndarray, peaks: np.ndarray) -> None:
     if count:
         chosen = candidates[:count]
         np.maximum.at(peaks, chosen % bins, np.abs(spectrum.reshape(-1)[chosen]))
+
+
+def decide_bins(spectrum: np.ndarray, closed_below: np.ndarray, open_above: np.ndarray, error: float,
+                peaks: np.ndarray) -> int:
+    """Raise ``peaks[b]`` to ``open_above[b]`` where a frame of ``spectrum`` (complex64 ``(frames, bins)``) is beyond
+    doubt above it; return how many bins, not at ``open_above``, some frame leaves in doubt (may lie above
+    ``closed_below``, or is not finite).
+
+    "Beyond doubt" takes each single-precision magnitude to lie within ``error`` times its frame's whole-spectrum
+    L2 norm (Parseval, from the frame's own bins), plus 1e-30, of the double-precision one. numpy, for a frame's
+    magnitudes ``m`` and that margin ``d``: ``(m - d >= open_above)`` opens a bin, and a bin is in doubt unless
+    ``m + d <= closed_below`` (compared as squares).
+    """
+    if spectrum.dtype != np.complex64 or spectrum.ndim != 2 or not spectrum.flags.c_contiguous:
+        raise ValueError(f"spectrum must be C-contiguous complex64 (frames, bins), not {spectrum.dtype} "
+                         f"{spectrum.shape}")
+    frames, bins = spectrum.shape
+    for name, array in (("closed_below", closed_below), ("open_above", open_above), ("peaks", peaks)):
+        if array.dtype != np.float64 or array.shape != (bins,) or not array.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous float64 ({bins},)")
+    return _gate.decide_bins(spectrum, closed_below, open_above, float(error), peaks, frames, bins)

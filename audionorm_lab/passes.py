@@ -27,6 +27,7 @@ import numpy as np
 from .allocator import release_free_memory
 from .chain import Chain, chunks
 from .errors import EmptyInputError, TooLongError
+from .floor_decision import FloorBounds
 from .gate_grid import PeakScan
 from .loudness import LoudnessMeter
 from .parallel import Aside, ordered_map
@@ -168,6 +169,7 @@ class ScanPass:
         clip = self.scan.head()
         if len(clip) >= NoiseGate.N_FFT:
             self.chain.gate = NoiseGate(clip, self.plan.sample_rate)
+            self.scan.decide_with(FloorBounds.of(self.chain.gate))  # single precision where it decides the floor
             self.scan.summarize_with(self.chain.packed_open_bins)  # keep 1 bit per bin, not 8 bytes
             self.chain.open_bins = self.scan.peaks
         else:

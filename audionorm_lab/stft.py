@@ -50,11 +50,25 @@ def frame_spectra(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarr
 
 
 @lru_cache(maxsize=8)
-def _analysis_window(n_fft: int) -> np.ndarray:
+def _analysis_window(n_fft: int, dtype: type = np.float64) -> np.ndarray:
     """The Hann window over its sum: windowing and scipy's scaling in one multiplication."""
-    window = hann(n_fft) / hann(n_fft).sum()
+    window = (hann(n_fft) / hann(n_fft).sum()).astype(dtype)
     window.flags.writeable = False
     return window
+
+
+def single_precision_spectra(frames: np.ndarray) -> np.ndarray:
+    """Spectra of float32 frames ``(count, n_fft)``, scaled as :func:`frame_spectra` scales them, in single
+    precision: complex64 ``(count, n_fft // 2 + 1)``, C-contiguous. Each bin lies within about 1e-7 of the frame's
+    spectrum's L2 norm of :func:`frame_spectra`'s (see :mod:`~audionorm_lab.floor_decision` for the bound used).
+
+    scipy.fft transforms float32 in single precision, several frames at once: a third of numpy's time for
+    double precision here (numpy's own float32 FFT is slower than its float64 one).
+    """
+    import scipy.fft
+
+    windowed = np.multiply(frames, _analysis_window(frames.shape[-1], np.float32), dtype=np.float32)
+    return np.ascontiguousarray(scipy.fft.rfft(windowed, axis=-1))
 
 
 def stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
