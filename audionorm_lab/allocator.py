@@ -54,8 +54,9 @@ def tune_malloc() -> None:
 def release_free_memory() -> None:
     """Hand the heap's free pages back to the kernel (glibc's ``malloc_trim``), in every arena.
 
-    A few milliseconds; the pipeline calls it about once per minute of audio, so the
-    memory the heap keeps for reuse cannot creep up with the file's length. Does
+    A few milliseconds, and the chain's temporaries page-fault in again after it; the pipeline
+    calls it once per ten minutes of audio (:data:`~audionorm_lab.passes.RELEASE_EVERY_SECONDS`),
+    so the memory the heap keeps for reuse cannot creep up with the file's length. Does
     nothing where :func:`tune_malloc` did nothing.
     """
     if _libc is not None:

@@ -40,8 +40,9 @@ from .stages import NOISE_PROFILE_FRAMES, Gain, NoiseGate, limit_gain
 ProgressCallback = Callable[[str, int, "int | None"], None]
 
 #: Audio between two hand-backs of the heap's free memory (:func:`~audionorm_lab.allocator.release_free_memory`),
-#: seconds.
-RELEASE_EVERY_SECONDS = 60
+#: seconds. Each hand-back costs the chain's temporaries their pages again: every 60 s, 570,000 page faults on the
+#: 163-minute file against 94,000 every 600 s, for the same peak RSS (106 and 105 MB); never, 110 MB.
+RELEASE_EVERY_SECONDS = 600
 
 
 class Reader:
