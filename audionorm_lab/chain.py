@@ -77,7 +77,7 @@ class Chain:
         """The noise gate's output for a chunk's core (the core itself without a gate).
 
         Depends on the chunk alone (and the fixed profile and open bins), so a chunk may be gated on another
-        thread while the one before is filtered; its pieces are gated on the plan's workers.
+        thread while the one before is filtered; its pieces are gated on the plan's gate threads.
         """
         if self.gate is None:
             return chunk.raw
@@ -118,7 +118,7 @@ class Chain:
             if first < block_start:  # no context left of an unaligned start: zeros up to the grid
                 block = np.concatenate([np.zeros((block_start - first, channels), np.float32), block])
             self.gate.process(block, self._unpacked(piece), keep=(part_start - first, part_end - first),
-                              workers=self.plan.workers, out=out[part_start - start: part_end - start])
+                              workers=self.plan.gate_threads, out=out[part_start - start: part_end - start])
         return out
 
     def _unpacked(self, piece: int) -> np.ndarray | None:

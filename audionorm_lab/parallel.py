@@ -4,7 +4,7 @@ numpy's FFTs, its large element-wise operations and the IIR sections' loop
 (:mod:`audionorm_lab.sections`) release the GIL, so threads keep several cores busy without
 copying chunks between processes. The
 pipeline gates one chunk ahead of the one it filters and writes, and the noise gate
-spreads that chunk's pieces over the workers: memory is two chunks plus a few pieces
+spreads that chunk's pieces over the workers the scan and the chain leave free: memory is two chunks plus a few pieces
 per worker, whatever the number of workers. :class:`Aside` runs a consumer (a meter
 of what is written) on a thread of its own.
 """

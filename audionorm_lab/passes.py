@@ -98,7 +98,7 @@ def run_chain(chain: Chain, source, pass_name: str, progress: ProgressCallback |
               consume: Callable[[np.ndarray | None, np.ndarray], None], raw_needed: bool) -> ChainRun:
     """The chain over ``source`` (opened; closed here): its output goes to ``consume(raw, out)``, in order.
 
-    Each chunk is gated on a thread of its own, its pieces on the plan's workers, while the chunk before it
+    Each chunk is gated on a thread of its own, its pieces on the plan's gate threads, while the chunk before it
     goes through the IIR stages, meters and writes here, in order, ``plan.block_frames`` at a time (their
     temporaries stay under 2 MB whatever the chunk length and the width). Once a chunk is gated only its output
     is kept (and its input, when ``raw_needed``; else ``raw`` is None).
@@ -115,7 +115,7 @@ def run_chain(chain: Chain, source, pass_name: str, progress: ProgressCallback |
         stream = chunks(reader, plan)
         if plan.denoise and plan.noise_profile == "chunk":
             gated = (gate(chain.profile_from(chunk)) for chunk in stream)
-        else:  # a chunk gated (its pieces on the workers) while the one before is filtered and written
+        else:  # a chunk gated (its pieces on the gate threads) while the one before is filtered and written
             gated = ordered_map(gate, stream, workers=1, ahead=1 if plan.gate_ahead else 0)
         released_at = 0
         for start, raw, out in gated:

@@ -221,14 +221,14 @@ GATE_BYTES_PER_FRAME = 64
 def working_set_bytes(info: AudioInfo, options: NormalizeOptions) -> int:
     """An upper estimate of what streaming ``info`` with ``options`` holds above the import floor, bytes, from
     the buffers its geometry sizes (:mod:`~audionorm_lab.geometry`): three chunks with their overlap, a gate
-    piece per worker, the scan's lead when the decode is shared, the blocks. A service checks it against its
+    piece per gate thread, the scan's lead when the decode is shared, the blocks. A service checks it against its
     memory limit before anything decodes."""
     plan = make_plan(info, options)
     padded = plan.chunk_frames + 2 * plan.overlap_frames
     piece = min(padded, NoiseGate.geometry(info.sample_rate)[1] * 2 + GATE_PIECE_FRAMES) if plan.denoise else 0
     lead = plan.lead_frames if plan.shared_decode else 0
     chunks_held = 3 if plan.gate_ahead else 2
-    return int(UNSIZED_BYTES + chunks_held * padded * info.channels * 4 + plan.workers * piece * GATE_BYTES_PER_FRAME
+    return int(UNSIZED_BYTES + chunks_held * padded * info.channels * 4 + plan.gate_threads * piece * GATE_BYTES_PER_FRAME
                + lead * info.channels * 4 + 8 * BLOCK_SAMPLES * 8)
 
 

@@ -187,3 +187,19 @@ def test_workers_must_be_a_positive_count(long_wav, tmp_path):
     report = normalize_file(long_wav, tmp_path / "y.wav", workers=64)
     assert report.workers == len(os.sched_getaffinity(0)) and any("workers asked for" in n for n in report.notes)
 
+
+
+@pytest.mark.parametrize("workers, ahead, gate_threads", [(1, False, 1), (2, True, 1), (3, True, 1), (4, True, 2),
+                                                          (8, True, 6)])
+def test_the_gate_gets_the_cores_the_scan_and_the_chain_leave(monkeypatch, workers, ahead, gate_threads):
+    """On 2 cores a chunk is gated while the one before is written, its pieces on one thread: the scan and the
+    chain's own thread keep the cores busy, and more gate threads only cost CPU (plan.THREADS_BESIDE_THE_GATE)."""
+    from audionorm_lab import plan as plan_module
+    from audionorm_lab.io import AudioInfo
+    from audionorm_lab.options import NormalizeOptions
+
+    monkeypatch.setattr(plan_module, "available_cores", lambda: 8)
+    info = AudioInfo("speech.wav", RATE, 2, 600 * RATE, "WAV", "soundfile", None)
+    plan = plan_module.make_plan(info, NormalizeOptions(workers=workers))
+    assert (plan.workers, plan.gate_ahead, plan.gate_threads) == (workers, ahead, gate_threads)
+    assert plan.describe()["gate_threads"] == gate_threads
