@@ -182,7 +182,7 @@ class NoiseGate:
 
     def __init__(self, noise_clip: np.ndarray, sample_rate: int, n_fft: int = N_FFT, n_std_thresh: float = 1.5,
                  prop_decrease: float = 1.0, freq_mask_smooth_hz: float = 500, time_mask_smooth_ms: float = 50,
-                 piece_seconds: float = 2.0):
+                 piece_seconds: float = 2.6):
         mean_db, std_db = noise_profile_db(noise_clip, n_fft)
         self.noise_threshold_db = mean_db + std_db * n_std_thresh
         # level_dB > threshold_dB  <=>  |X| > 10 ** (threshold_dB / 20) - eps (noisereduce's eps inside the log)
