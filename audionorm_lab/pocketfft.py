@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -25,6 +26,7 @@ import numpy as np
 
 #: The compiled module's name: its init function is PyInit_pypocketfft.
 MODULE = "pypocketfft"
+_loading = threading.Lock()  # two threads asking at once load it one after the other
 
 
 def extension_path() -> Path | None:
@@ -51,16 +53,16 @@ def _load_extension(path: Path):
 def real_transform() -> tuple[Callable[[np.ndarray, int], np.ndarray], str]:
     """The real FFT and where it comes from: ``"pypocketfft"`` (scipy's compiled module, loaded alone) or
     ``"scipy.fft"`` (the package imported, where the module could not be loaded)."""
-    path = extension_path()
-    if path is not None:
-        try:
-            module = _load_extension(path)
-            r2c = module.r2c
-        except (ImportError, OSError, AttributeError):
-            pass
-        else:
-            return (lambda x, axis: r2c(x, (axis,), True, 0, None, 1)), MODULE
-    import scipy.fft
+    with _loading:
+        path = extension_path()
+        if path is not None:
+            try:
+                r2c = _load_extension(path).r2c
+            except (ImportError, OSError, AttributeError):
+                pass
+            else:
+                return (lambda x, axis: r2c(x, (axis,), True, 0, None, 1)), MODULE
+        import scipy.fft
 
     return (lambda x, axis: scipy.fft.rfft(x, axis=axis)), "scipy.fft"
 
