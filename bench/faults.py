@@ -87,6 +87,10 @@ class FaultInjector(threading.Thread):
         self._halt.set()
         self.join()
 
+    def remaining(self) -> float:
+        """Faults still to be injected (infinite without ``rounds``)."""
+        return float("inf") if self.rounds is None else self.rounds * len(self.kinds) - len(self.events)
+
     def counts(self) -> dict[str, int]:
         return {kind: sum(e["kind"] == kind for e in self.events) for kind in self.kinds}
 

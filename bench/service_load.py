@@ -13,7 +13,9 @@ OOM killer). ``--jobs`` jobs are submitted at once, cycling through mp3 samples 
 ``--durations`` (made by ``data/fetch_samples.py``), plus ``--bad-inputs`` deliberately
 bad ones (a text file, a missing file) that must fail with their clear error while
 their pool process lives. Faults (:mod:`bench.faults`) are injected in turn every
-``--fault-every``, ``--fault-rounds`` times each (0: as long as jobs remain). A
+``--fault-every``, ``--fault-rounds`` times each (0: as long as jobs remain); while faults
+remain to be injected, more good jobs are submitted as the first ones finish (:class:`JobFeed`),
+so that every fault finds a job to hit, however fast the jobs run. A
 worker that exits on its own (a crash) is restarted, as a supervisor would, and
 counted in ``worker_crashes``. Everything started is stopped by process id,
 also on errors and Ctrl-C.
@@ -42,6 +44,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import soundfile as sf
 
@@ -119,14 +122,46 @@ def plan_jobs(count: int, durations: list[float], out: Path, bad_inputs: int = 0
     return jobs
 
 
-def _poll(jobs: list[Job], client, deadline: float) -> None:
-    """Wait until every job has a final state or the deadline passes (monotonic seconds)."""
+@dataclass
+class JobFeed:
+    """More good jobs, like the first ones in turn, while the fault injector has faults left: ``in_flight`` jobs
+    without a final state at all times, so that a fault that hits a worker running a job finds one. Without it
+    a fast run (RabbitMQ's, on a faster core) could finish its jobs before the last fault kind came round."""
+
+    jobs: list[Job]
+    submit: Callable[[Job], None]
+    injector: FaultInjector | None
+    in_flight: int
+
+    def active(self) -> bool:
+        return self.injector is not None and self.injector.is_alive() and self.injector.remaining() > 0
+
+    def __call__(self) -> None:
+        if not self.active():
+            return
+        models = [j for j in self.jobs if j.expected_error is None] or self.jobs
+        waiting = sum(j.state is None for j in self.jobs)
+        for _ in range(self.in_flight - waiting):
+            model = models[len(self.jobs) % len(models)]
+            job = Job(len(self.jobs), model.input_file, model.output_file.with_name(f"job-{len(self.jobs):03d}.flac"),
+                      model.input_seconds)
+            self.submit(job)
+            self.jobs.append(job)
+
+
+def _poll(jobs: list[Job], client, deadline: float, feed: JobFeed | None = None) -> None:
+    """Wait until every job has a final state (and ``feed`` adds no more) or the deadline passes (monotonic
+    seconds)."""
     from celery import states
     from kombu.exceptions import OperationalError
     from redis.exceptions import RedisError
 
-    pending = [j for j in jobs if j.state is None]
-    while pending and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        if feed is not None:
+            feed()
+        pending = [j for j in jobs if j.state is None]
+        if not pending and not (feed is not None and feed.active()):
+            return
         for job in pending:
             result = client.AsyncResult(job.task_id)
             try:
@@ -141,7 +176,6 @@ def _poll(jobs: list[Job], client, deadline: float) -> None:
                 job.report = outcome
             else:
                 job.error_type, job.error = type(outcome).__name__, str(outcome)
-        pending = [j for j in pending if j.state is None]
         time.sleep(0.25)
 
 
@@ -202,20 +236,28 @@ def run_load(out: Path, *, workers: int, concurrency: int, jobs: list[Job], mode
     with Cluster(out / "cluster", workers, concurrency, child_limit_bytes=child_limit_bytes,
                  tree_limit_bytes=tree_limit_bytes, env=env, broker=broker) as cluster:
         client = client_app(cluster.broker_url, cluster.url)
-        started = time.time()
-        for job in jobs:
+
+        def submit(job: Job) -> None:
             job.submitted = time.time()
             job.task_id = send_job(client, job.input_file, job.output_file, mode).id
+
+        started = time.time()
+        for job in jobs:
+            submit(job)
         log(f"submitted {len(jobs)} jobs ({mode}) to {workers} workers x {concurrency} on {broker}")
         if faults:
             injector = FaultInjector(cluster, faults, fault_every_seconds, cluster.url,
                                      first_after_seconds=min(1.0, fault_every_seconds), rounds=fault_rounds)
             injector.start()
+        first = len(jobs)
         try:
-            _poll(jobs, client, time.monotonic() + deadline_seconds)
+            _poll(jobs, client, time.monotonic() + deadline_seconds, JobFeed(jobs, submit, injector,
+                                                                             workers * concurrency))
         finally:
             if injector is not None:
                 injector.stop()
+        if len(jobs) > first:
+            log(f"submitted {len(jobs) - first} more while faults remained to be injected")
         wall = max((j.finished for j in jobs if j.finished), default=time.time()) - started
         backend = redis.Redis.from_url(cluster.url)
         ledger = DeliveryLedger(backend)

@@ -36,7 +36,8 @@ EXPECTED_CLAIMS = {
                              "no_figure_regressed"},
     "05_service_capacity": {"load_lost_no_job", "load_every_good_job_succeeded", "load_bad_inputs_fail_clearly",
                             "load_no_partial_output", "load_no_job_ran_twice_at_once", "capacity_streaming_never_killed",
-                            "capacity_fallback_finishes_full_load", "streaming_smaller_than_auto", "redis_lost_no_job"},
+                            "capacity_fallback_finishes_full_load", "streaming_smaller_than_auto", "redis_lost_no_job",
+                            "redis_every_fault_injected"},
 }
 
 
@@ -170,7 +171,9 @@ def test_05_service_capacity(reports):
     # RabbitMQ's load, and the kill-main and vanish-host faults, run in test_service_load_rabbitmq and test_service_load
     assert_every_claim_holds(values, "05_service_capacity")
     load = values["load"]
-    assert load["succeeded"] == 4 and sum(load["faults_injected"].values()) >= 2
+    # jobs finished before every fault was injected are followed by more of the same (bench.service_load.JobFeed)
+    assert load["succeeded"] == load["submitted"] - load["bad_inputs"] >= 4
+    assert all(count == 1 for count in load["faults_injected"].values()), load["faults_injected"]
     capacity = values["capacity"]
     assert {(r["mode"], r["concurrency"]) for r in capacity["rows"]} == {
         (m, c) for m in ("auto", "streaming", "full-load") for c in (1, 2)}
