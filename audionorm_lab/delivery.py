@@ -166,6 +166,17 @@ class DeliveryLedger:
         """The run records of ``task_id``, oldest first: ``{"event": "start"|"end", "time" (epoch seconds), ...}``."""
         return [json.loads(r) for r in self.client.lrange(self._key("runs", task_id), 0, -1)]
 
+    def finished_result(self, task_id: str) -> dict | None:
+        """The result a run of ``task_id`` ended with in success (:meth:`ActiveRun.finish`), or None.
+
+        Celery stores a task's result and acknowledges its message only after the task returns: a worker lost in
+        between (a cold shutdown just as the job ends) leaves a job that ran to the end and a message that comes
+        back. That copy returns this result instead of running the job again."""
+        for record in reversed(self.runs(task_id)):
+            if record.get("event") == "end" and record.get("outcome") == "success" and "result" in record:
+                return record["result"]
+        return None
+
     @staticmethod
     def _record_json(**fields) -> str:
         """One run record: now, this host and process, and ``fields``."""
@@ -241,6 +252,7 @@ class ActiveRun:
 
     def __init__(self, ledger: DeliveryLedger, attempt: Attempt, token: str):
         self.ledger, self.attempt, self.token = ledger, attempt, token
+        self.result: dict | None = None
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, name="audionorm-lock-heartbeat", daemon=True)
 
@@ -257,13 +269,19 @@ class ActiveRun:
         self._beat.start()
         return self.attempt
 
+    def finish(self, result: dict) -> None:
+        """The job's result (JSON), recorded with the run's end, in the same record, if the run ends in success:
+        what a copy delivered after a lost acknowledgement returns (:meth:`DeliveryLedger.finished_result`)."""
+        self.result = result
+
     def __exit__(self, exc_type, exc, tb) -> None:
         self._stop.set()
         self._beat.join()
         task_id = self.attempt.task_id
         try:
+            kept = {"result": self.result} if exc_type is None and self.result is not None else {}
             self.ledger._record(task_id, event="end", delivery=self.attempt.delivery, mode=self.attempt.mode,
-                                outcome="success" if exc_type is None else exc_type.__name__)
+                                outcome="success" if exc_type is None else exc_type.__name__, **kept)
             self.ledger.client.eval(_RELEASE, 1, self.ledger._key("lock", task_id), self.token)
         except Exception as record_exc:
             log.warning("job %s: could not record its end (%s); the lock expires by itself", task_id, record_exc)

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
 from billiard.exceptions import WorkerLostError
 from celery import Celery, states
@@ -154,6 +155,9 @@ def normalize_audio(self, input_file: str, output_file: str, options: dict | Non
     input_file, output_file = str(admitted.input_file), str(admitted.output_file)
     ledger = DeliveryLedger(ledger_client(self.app.conf.result_backend), max_deliveries=max_deliveries,
                             on_worker_lost=on_worker_lost)
+    finished = ledger.finished_result(self.request.id)
+    if finished is not None and Path(output_file).exists():
+        return finished  # its run ended, but the worker was lost before Celery acknowledged it: not run again
     try:
         run = ledger.begin(self.request.id, mode, input_file, output_file)
     except RunInProgress as busy:
@@ -172,4 +176,6 @@ def normalize_audio(self, input_file: str, output_file: str, options: dict | Non
             processor = (default_processor(limits) if chunk_threshold_bytes is None
                          else AudioProcessor(chunk_threshold_bytes))
             report = processor.process_audio_job(job, progress=progress)
-    return {**report.to_dict(), "delivery": attempt.to_dict()}
+        result = {**report.to_dict(), "delivery": attempt.to_dict()}
+        run.finish(result)
+    return result

@@ -209,3 +209,23 @@ def test_a_streamed_job_reports_its_progress_at_most_once_a_second(service, five
     assert min(gaps) >= 0.99, gaps  # at most one update a second
     fractions = [info["fraction"] for _, info in seen if info["pass"] == "measure"]
     assert fractions == sorted(fractions)
+
+
+def test_a_copy_of_a_job_that_ran_to_the_end_returns_its_result_and_does_not_run_again(service, tmp_path):
+    """Celery stores a task's result and acknowledges its message only after the task returns: a worker lost in
+    between (a cold shutdown just as the job ends, met in a load run) sends the message round again. Here the stored
+    result is deleted, as if it had never been stored, and the same task is sent again: the copy returns the result
+    the run recorded with its end, the output is not written again, and the ledger shows one run."""
+    import redis
+
+    src = make_sample(8.0, "mp3", out=tmp_path, speech="builtin")
+    out = tmp_path / "out.flac"
+    first = service.send(src, out, "auto")
+    report = first.get(timeout=120)
+    written = out.stat().st_mtime_ns
+    redis.Redis.from_url(service.url).delete(f"celery-task-meta-{first.id}")
+    again = service.client.send_task("audionorm.normalize_audio", args=[str(src), str(out)], kwargs={"mode": "auto"},
+                                     task_id=first.id)
+    assert again.get(timeout=120) == report
+    assert [r["event"] for r in service.ledger().runs(first.id)] == ["start", "end"]
+    assert out.stat().st_mtime_ns == written and leftovers(tmp_path) == []
