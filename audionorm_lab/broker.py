@@ -30,12 +30,20 @@ COMMON = {"task_serializer": "json", "result_serializer": "json", "accept_conten
           "broker_connection_retry_on_startup": True}
 
 
+#: URL schemes of each kind of broker.
+REDIS_SCHEMES = ("redis", "rediss")
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower()
+
+
 def broker_kind(url: str) -> str:
     """``"redis"`` or ``"rabbitmq"``, from the URL's scheme."""
-    scheme = url.split("://", 1)[0].lower()
-    if scheme in ("redis", "rediss"):
+    if _scheme(url) in REDIS_SCHEMES:
         return "redis"
-    if scheme in ("amqp", "amqps", "pyamqp"):
+    if _scheme(url) in AMQP_SCHEMES:
         return "rabbitmq"
     raise ValueError(f"AUDIONORM_BROKER_URL must be redis:// or amqp://, not {url!r}")
 
@@ -43,7 +51,7 @@ def broker_kind(url: str) -> str:
 def result_backend_url(broker_url: str, backend_url: str | None) -> str:
     """The result backend: Redis, where the delivery ledger lives (the broker itself when it is Redis)."""
     url = backend_url or (broker_url if broker_kind(broker_url) == "redis" else None)
-    if url is None or url.split("://", 1)[0].lower() not in ("redis", "rediss"):
+    if url is None or _scheme(url) not in REDIS_SCHEMES:
         raise ValueError(f"with the broker at {broker_url}, AUDIONORM_RESULT_BACKEND must name a Redis "
                          f"(redis://...): the delivery ledger and the run lock live there")
     return url
