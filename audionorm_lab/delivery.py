@@ -62,6 +62,15 @@ class RunInProgress(Exception):
         self.holder, self.retry_after_seconds = holder, retry_after_seconds
 
 
+class RunFinished(Exception):
+    """An earlier delivery of the job ran to the end and recorded ``result``: its worker was lost before Celery
+    stored the result and acknowledged the message, which came round again. The job is not run again."""
+
+    def __init__(self, task_id: str, result: dict):
+        super().__init__(f"job {task_id} already ran to the end")
+        self.task_id, self.result = task_id, result
+
+
 class DeliveriesExhausted(Exception):
     """The job lost its worker on as many deliveries as may run (``max_deliveries``, or 1 with ``on_worker_lost="fail"``)."""
 
@@ -171,7 +180,7 @@ class DeliveryLedger:
 
         Celery stores a task's result and acknowledges its message only after the task returns: a worker lost in
         between (a cold shutdown just as the job ends) leaves a job that ran to the end and a message that comes
-        back. That copy returns this result instead of running the job again."""
+        back. That copy returns this result instead of running the job again (:class:`RunFinished`)."""
         for record in reversed(self.runs(task_id)):
             if record.get("event") == "end" and record.get("outcome") == "success" and "result" in record:
                 return record["result"]
@@ -205,11 +214,15 @@ class DeliveryLedger:
     def begin(self, task_id: str, mode_requested: str, input_file: str, output_file: str) -> ActiveRun:
         """Take the job's lock and count the delivery; return the run to enter (a context manager).
 
-        Raises :class:`RunInProgress` when another delivery holds the lock, and
-        :class:`DeliveriesExhausted` (after removing partial outputs) when this delivery is one too many.
+        Raises :class:`RunInProgress` when another delivery holds the lock, :class:`RunFinished` when an earlier
+        one ran to the end and its output is in place (checked under the lock, so a run ending meanwhile is seen),
+        and :class:`DeliveriesExhausted` (after removing partial outputs) when this delivery is one too many.
         """
         token = self._acquire(task_id)
         try:
+            finished = self.finished_result(task_id)
+            if finished is not None and Path(output_file).exists():
+                raise RunFinished(task_id, finished)
             count_key, runs_key = self._key("deliveries", task_id), self._key("runs", task_id)
             delivery = int(self.client.get(count_key) or 0) + 1
             attempt = Attempt(task_id, delivery, self.max_deliveries, mode_requested, mode_requested)

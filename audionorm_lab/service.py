@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
 
 from billiard.exceptions import WorkerLostError
 from celery import Celery, states
@@ -77,6 +76,7 @@ from .delivery import (
     DEFAULT_MAX_DELIVERIES,
     DeliveriesExhausted,
     DeliveryLedger,
+    RunFinished,
     RunInProgress,
 )
 from .errors import AudionormError
@@ -155,11 +155,10 @@ def normalize_audio(self, input_file: str, output_file: str, options: dict | Non
     input_file, output_file = str(admitted.input_file), str(admitted.output_file)
     ledger = DeliveryLedger(ledger_client(self.app.conf.result_backend), max_deliveries=max_deliveries,
                             on_worker_lost=on_worker_lost)
-    finished = ledger.finished_result(self.request.id)
-    if finished is not None and Path(output_file).exists():
-        return finished  # its run ended, but the worker was lost before Celery acknowledged it: not run again
     try:
         run = ledger.begin(self.request.id, mode, input_file, output_file)
+    except RunFinished as done:
+        return done.result  # its run ended, but the worker was lost before Celery acknowledged it: not run again
     except RunInProgress as busy:
         raise self.retry(countdown=busy.retry_after_seconds) from None
     except DeliveriesExhausted as exc:
