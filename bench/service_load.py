@@ -102,12 +102,17 @@ def visibility_timeout_seconds(longest_input_seconds: float) -> float:
     return 10.0 + longest_input_seconds / 5.0
 
 
+def job_output(outputs: Path, index: int) -> Path:
+    """Where job ``index`` writes: ``outputs/job-NNN.flac``."""
+    return outputs / f"job-{index:03d}.flac"
+
+
 def plan_jobs(count: int, durations: list[float], out: Path, bad_inputs: int = 0, log=None) -> list[Job]:
     """``count`` jobs cycling through mp3 samples of ``durations`` (seconds), and ``bad_inputs`` bad ones."""
     samples = {d: make_sample(d, "mp3", log=log) for d in durations}
     outputs = out / "outputs"
     outputs.mkdir(parents=True, exist_ok=True)
-    jobs = [Job(i, samples[durations[i % len(durations)]], outputs / f"job-{i:03d}.flac", durations[i % len(durations)])
+    jobs = [Job(i, samples[durations[i % len(durations)]], job_output(outputs, i), durations[i % len(durations)])
             for i in range(count)]
     bad_folder = out / "bad-inputs"
     bad_folder.mkdir(parents=True, exist_ok=True)
@@ -115,9 +120,9 @@ def plan_jobs(count: int, durations: list[float], out: Path, bad_inputs: int = 0
         if n % 2 == 0:
             src = bad_folder / f"minutes-{n}.mp3"
             src.write_text("minutes of the meeting, not audio\n" * 40)
-            jobs.append(Job(len(jobs), src, outputs / f"job-{len(jobs):03d}.flac", 0.0, "NotAudioError"))
+            jobs.append(Job(len(jobs), src, job_output(outputs, len(jobs)), 0.0, "NotAudioError"))
         else:
-            jobs.append(Job(len(jobs), bad_folder / f"missing-{n}.mp3", outputs / f"job-{len(jobs):03d}.flac", 0.0,
+            jobs.append(Job(len(jobs), bad_folder / f"missing-{n}.mp3", job_output(outputs, len(jobs)), 0.0,
                             "InputNotFoundError"))
     return jobs
 
@@ -139,11 +144,11 @@ class JobFeed:
     def __call__(self) -> None:
         if not self.active():
             return
-        models = [j for j in self.jobs if j.expected_error is None] or self.jobs
+        models = [j for j in self.jobs if j.expected_error is None]  # none: nothing a fault could hit to add
         waiting = sum(j.state is None for j in self.jobs)
-        for _ in range(self.in_flight - waiting):
+        for _ in range(self.in_flight - waiting if models else 0):
             model = models[len(self.jobs) % len(models)]
-            job = Job(len(self.jobs), model.input_file, model.output_file.with_name(f"job-{len(self.jobs):03d}.flac"),
+            job = Job(len(self.jobs), model.input_file, job_output(model.output_file.parent, len(self.jobs)),
                       model.input_seconds)
             self.submit(job)
             self.jobs.append(job)
