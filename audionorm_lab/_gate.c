@@ -340,7 +340,6 @@ done:
  * (or a frame that is not finite): for those the caller takes the block's exact peaks.
  * Squared magnitudes are compared, in double precision (a float's square is exact there). */
 #define TINY 1e-30
-__attribute__((optimize("no-trapping-math")))  /* lets the comparisons below vectorize; no value changes */
 static PyObject *decide_bins(PyObject *self, PyObject *args)
 {
     PyObject *spectrum_o, *below_o, *above_o, *peaks_o;
