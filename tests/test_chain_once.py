@@ -188,7 +188,6 @@ def test_workers_must_be_a_positive_count(long_wav, tmp_path):
     assert report.workers == len(os.sched_getaffinity(0)) and any("workers asked for" in n for n in report.notes)
 
 
-
 @pytest.mark.parametrize("workers, ahead, gate_threads", [(1, False, 1), (2, True, 1), (3, True, 1), (4, True, 2),
                                                           (8, True, 6)])
 def test_the_gate_gets_the_cores_the_scan_and_the_chain_leave(monkeypatch, workers, ahead, gate_threads):
