@@ -1,12 +1,21 @@
-"""The C extensions: audionorm_lab._sections (the IIR sections' loop) and audionorm_lab._gate (the noise gate's
-element-wise work on spectra); everything else is in pyproject.toml.
+"""The C and C++ extensions; everything else is in pyproject.toml.
 
-Compiled without contraction into FMA (-ffp-contract=off), so their results are scipy's sosfilt's and numpy's,
-bit for bit.
+- audionorm_lab._sections: the IIR sections' loop;
+- audionorm_lab._gate: the noise gate's element-wise work on spectra;
+- audionorm_lab._fft and audionorm_lab._fft_avx2: the STFT's real transforms (numpy's pocketfft, vendored), built
+  for the baseline CPU and with AVX2; audionorm_lab.frame_fft picks the one the CPU runs.
+
+All are compiled without contraction into FMA (-ffp-contract=off, and -mavx2 does not enable FMA), so their results
+are scipy's sosfilt's and numpy's, bit for bit.
 """
 
 from setuptools import Extension, setup
 
 FLAGS = ["-O3", "-ffp-contract=off"]
+POCKETFFT = ["audionorm_lab/_fft.cpp", "audionorm_lab/vendor/pocketfft/pocketfft_hdronly.h"]
 setup(ext_modules=[Extension("audionorm_lab._sections", ["audionorm_lab/_sections.c"], extra_compile_args=FLAGS),
-                   Extension("audionorm_lab._gate", ["audionorm_lab/_gate.c"], extra_compile_args=FLAGS)])
+                   Extension("audionorm_lab._gate", ["audionorm_lab/_gate.c"], extra_compile_args=FLAGS),
+                   Extension("audionorm_lab._fft", ["audionorm_lab/_fft.cpp"], extra_compile_args=FLAGS,
+                             depends=POCKETFFT),
+                   Extension("audionorm_lab._fft_avx2", ["audionorm_lab/_fft_avx2.cpp"],
+                             extra_compile_args=FLAGS + ["-mavx2"], depends=POCKETFFT)])

@@ -5,8 +5,10 @@ padded=False)[2].T`` (Hann window, ``boundary="zeros"``, magnitudes scaled by th
 sum), and ``istft(X)`` equals ``scipy.signal.istft(X.T, ...)[1]``, to float64 rounding.
 Frames are rows here (``(frames, bins)``), so the FFT runs over contiguous memory, and
 the overlap-add is ``n_fft // hop`` vector additions instead of one per frame: scipy's
-``istft`` loop was a fifth of the noise gate's time. Frames are transformed
-:data:`BATCH_FRAMES` at a time, so no full-size windowed copy is ever held.
+``istft`` loop was a fifth of the noise gate's time. The double-precision transforms are
+:mod:`~audionorm_lab.frame_fft`'s (numpy's, to the bit, four frames per vector where the CPU
+has AVX2): the forward one windows the frames as it reads them, so no windowed copy is held,
+and the inverse one works :data:`BATCH_FRAMES` at a time into one buffer.
 
 ``scipy_stft_float32(x)`` is the call noisereduce makes for its noise profile, on float32
 audio, to the bit.
@@ -18,8 +20,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .frame_fft import irfft, windowed_rfft
 from .gate_kernels import overlap_add
-from .pocketfft import rfft
 
 
 @lru_cache(maxsize=8)
@@ -35,19 +37,19 @@ def hann(n_fft: int) -> np.ndarray:
     return window
 
 
-#: Frames transformed at a time: the windowed copies and inverse transforms stay about 1 MB.
+#: Frames inverse-transformed at a time: the inverse transforms' buffer stays about 1 MB.
 BATCH_FRAMES = 128
 
 
 def frame_spectra(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Spectra of frames ``(..., n_fft)``, scaled as scipy's ``stft`` scales them, in float64;
-    written into ``out`` (complex128, ``(..., n_fft // 2 + 1)``) when it is given.
+    """Spectra of frames ``(count, n_fft)``, scaled as scipy's ``stft`` scales them, in float64;
+    written into ``out`` (complex128, ``(count, n_fft // 2 + 1)``) when it is given.
 
-    numpy's FFT (the same pocketfft as scipy.fft, the same results) can write in place,
-    which saves a copy of every spectrum.
+    ``np.fft.rfft(frames * window, axis=-1)``'s bits (the same pocketfft as scipy.fft, the same results),
+    from :func:`~audionorm_lab.frame_fft.windowed_rfft`: the window applied as the frames are read, the
+    spectra written in place.
     """
-    windowed = np.multiply(frames, _analysis_window(frames.shape[-1]), dtype=np.float64)
-    return np.fft.rfft(windowed, axis=-1, out=out)
+    return windowed_rfft(frames, _analysis_window(frames.shape[-1]), out)
 
 
 @lru_cache(maxsize=8)
@@ -63,11 +65,10 @@ def single_precision_spectra(frames: np.ndarray) -> np.ndarray:
     precision: complex64 ``(count, n_fft // 2 + 1)``, C-contiguous. Each bin lies within about 1e-7 of the frame's
     spectrum's L2 norm of :func:`frame_spectra`'s (see :mod:`~audionorm_lab.floor_decision` for the bound used).
 
-    scipy's pocketfft (:mod:`~audionorm_lab.pocketfft`) transforms float32 in single precision, several
-    frames at once (numpy's own float32 FFT is slower than its float64 one).
+    scipy.fft's float32 transform, bit for bit (numpy's own float32 FFT is slower than its float64 one), from
+    :func:`~audionorm_lab.frame_fft.windowed_rfft`: eight frames at once where the CPU has AVX2.
     """
-    windowed = np.multiply(frames, _analysis_window(frames.shape[-1], np.float32), dtype=np.float32)
-    return np.ascontiguousarray(rfft(windowed, axis=-1))
+    return windowed_rfft(frames, _analysis_window(frames.shape[-1], np.float32))
 
 
 def stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
@@ -81,25 +82,22 @@ def stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     padded = np.zeros(len(x) + 2 * half, np.float64)
     padded[half: half + len(x)] = x
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
-    spectra = np.empty((len(frames), n_fft // 2 + 1), np.complex128)
-    for first in range(0, len(frames), BATCH_FRAMES):
-        batch = frames[first: first + BATCH_FRAMES]
-        frame_spectra(batch, out=spectra[first: first + len(batch)])
-    return spectra
+    return frame_spectra(frames)
 
 
 def scipy_stft_float32(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     """``scipy.signal.stft(x, nperseg=n_fft, noverlap=n_fft - hop, nfft=n_fft, boundary=None,
     padded=False)[2]`` of a float32 signal, to the bit: complex64, ``(bins, frames)``.
 
-    scipy's steps one by one: for float32 input its output type is complex64, so the window is
-    cast to it; the frames times the window, the real part's FFT in float32 (scipy.fft's,
-    :func:`~audionorm_lab.pocketfft.rfft`: numpy's rounds differently in float32), the window-sum
-    scaling, scipy's layout.
+    scipy's steps: for float32 input its output type is complex64, so the window is cast to it, and
+    the frames times the window (the real part of a complex64 product with a zero imaginary part: the
+    float32 product itself) go through scipy.fft's float32 transform
+    (:func:`~audionorm_lab.frame_fft.windowed_rfft` gives its bits; numpy's rounds differently in
+    float32); then the window-sum scaling and scipy's layout.
     """
     window = hann(n_fft).astype(np.complex64)
     frames = np.lib.stride_tricks.sliding_window_view(np.asarray(x, np.float32), n_fft)[::hop]
-    spectrum = rfft((window * frames).real)
+    spectrum = windowed_rfft(frames, window.real.copy())
     spectrum *= np.sqrt(1.0 / window.sum() ** 2)
     return np.moveaxis(spectrum.astype(np.complex64), -1, -2)
 
@@ -118,6 +116,7 @@ def istft(spectra: np.ndarray, n_fft: int, hop: int, live: np.ndarray | None = N
         raise ValueError(f"hop {hop} must divide n_fft {n_fft}, and there must be frames")
     out = np.zeros((count + overlap - 1, hop))
     synthesis = _synthesis_window(n_fft)
+    inverse = np.empty((min(count, BATCH_FRAMES), n_fft))
     for first in range(0, count, BATCH_FRAMES):
         batch = spectra[first: first + BATCH_FRAMES]
         rows = np.arange(first, first + len(batch))
@@ -126,7 +125,7 @@ def istft(spectra: np.ndarray, n_fft: int, hop: int, live: np.ndarray | None = N
             if not kept.any():
                 continue
             batch, rows = batch[kept], rows[kept]
-        overlap_add(np.fft.irfft(batch, n=n_fft, axis=-1), synthesis, out, rows)
+        overlap_add(irfft(batch, n_fft, inverse[:len(batch)]), synthesis, out, rows)
     edge = overlap - 1  # rows that fewer than ``overlap`` frames cover, at each end
     head, period, tail = _inverse_norm_rows(n_fft, hop)
     if len(out) >= 2 * edge + 1:

@@ -1,0 +1,219 @@
+/* The STFT's real transforms in double precision: numpy's pocketfft (numpy 2.4.6's copy of
+ * pocketfft_hdronly.h, BSD-3-Clause, in vendor/pocketfft/), compiled twice by setup.py: for the
+ * baseline CPU (audionorm_lab._fft) and with AVX2 (audionorm_lab._fft_avx2).
+ *
+ * pocketfft transforms several frames at once, one per vector lane, each lane doing the arithmetic of
+ * a one-frame transform. numpy's wheel is built for SSE2's two lanes of float64; AVX2 gives four. Built
+ * without contraction into FMA (-ffp-contract=off, and -mavx2 does not enable FMA), every build gives
+ * numpy.fft.rfft's and numpy.fft.irfft's results bit for bit (tests/test_frame_fft.py). What differs
+ * besides the width: the forward transform multiplies by the analysis window as it gathers the frames
+ * (numpy multiplied into a temporary first: the same products), both write into the caller's arrays,
+ * and the plans (twiddle factors) are made once per length, not per call.
+ *
+ * The loops are pocketfft's general_r2c and general_c2r (numpy's path for rfft and irfft along the
+ * last axis), with the window's product added. The Python side (audionorm_lab.frame_fft) checks every
+ * buffer's type and shape; this file trusts them.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define POCKETFFT_NO_MULTITHREADING  /* as numpy builds it: the callers run their own threads */
+#include "vendor/pocketfft/pocketfft_hdronly.h"
+
+#include <map>
+#include <memory>
+#include <mutex>
+
+using pocketfft::detail::arr;
+using pocketfft::detail::cmplx;
+using pocketfft::detail::pocketfft_r;
+using pocketfft::detail::VLEN;
+using pocketfft::detail::vtype_t;
+
+#ifndef MODULE_NAME
+#define MODULE_NAME _fft
+#endif
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+#define INIT_NAME_(name) PyInit_##name
+#define INIT_NAME(name) INIT_NAME_(name)
+
+/* One plan per transform length, made once and shared by all threads (a plan is read-only once made). */
+template <typename T> static std::shared_ptr<pocketfft_r<T>> plan_for(size_t n)
+{
+    static std::mutex guard;
+    static std::map<size_t, std::shared_ptr<pocketfft_r<T>>> plans;
+    std::lock_guard<std::mutex> lock(guard);
+    auto &plan = plans[n];
+    if (!plan) plan = std::make_shared<pocketfft_r<T>>(n);
+    return plan;
+}
+
+constexpr size_t LANES = VLEN<double>::val;
+using lanes_t = vtype_t<double>;
+
+/* rows[r] = rfft(frames[r] * window): `count` frames of n samples, frame r at frames + r * row_stride; rows hold
+ * n / 2 + 1 bins each, contiguous. Lane by lane, general_r2c's forward branch. */
+template <typename T>
+static void windowed_rfft(const T *frames, ptrdiff_t row_stride, const T *window, cmplx<T> *rows, size_t count,
+                          size_t n)
+{
+    constexpr size_t lanes = VLEN<T>::val;
+    auto plan = plan_for<T>(n);
+    size_t bins = n / 2 + 1, r = 0;
+    arr<T> storage(n * lanes);
+    for (; lanes > 1 && r + lanes <= count; r += lanes) {
+        auto t = reinterpret_cast<vtype_t<T> *>(storage.data());
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < lanes; j++) t[i][j] = frames[(r + j) * row_stride + i] * window[i];
+        plan->exec(t, T(1), true);
+        for (size_t j = 0; j < lanes; j++) rows[(r + j) * bins].Set(t[0][j]);
+        size_t i = 1, bin = 1;
+        for (; i < n - 1; i += 2, ++bin)
+            for (size_t j = 0; j < lanes; j++) rows[(r + j) * bins + bin].Set(t[i][j], t[i + 1][j]);
+        if (i < n)
+            for (size_t j = 0; j < lanes; j++) rows[(r + j) * bins + bin].Set(t[i][j]);
+    }
+    for (; r < count; r++) {  /* the frames left over, one at a time: the same arithmetic as a lane's */
+        T *t = storage.data();
+        for (size_t i = 0; i < n; i++) t[i] = frames[r * row_stride + i] * window[i];
+        plan->exec(t, T(1), true);
+        cmplx<T> *row = rows + r * bins;
+        row[0].Set(t[0]);
+        size_t i = 1, bin = 1;
+        for (; i < n - 1; i += 2, ++bin) row[bin].Set(t[i], t[i + 1]);
+        if (i < n) row[bin].Set(t[i]);
+    }
+}
+
+/* frames[r] = irfft(rows[r], n): numpy's irfft (scaled by 1 / n), `count` rows of n / 2 + 1 bins in, frames of n
+ * samples out, both contiguous. Lane by lane, general_c2r's backward branch: bins past n / 2 are not read, and
+ * bin 0's imaginary part (and bin n / 2's, for even n) is ignored, as numpy ignores it. */
+static void irfft(const cmplx<double> *rows, double *frames, size_t count, size_t n)
+{
+    auto plan = plan_for<double>(n);
+    size_t bins = n / 2 + 1, r = 0;
+    double scale = 1.0 / (double)n;  /* numpy's fct: np.reciprocal(n), correctly rounded as this division is */
+    arr<double> storage(n * LANES);
+    for (; LANES > 1 && r + LANES <= count; r += LANES) {
+        auto t = reinterpret_cast<lanes_t *>(storage.data());
+        for (size_t j = 0; j < LANES; j++) t[0][j] = rows[(r + j) * bins].r;
+        size_t i = 1, bin = 1;
+        for (; i < n - 1; i += 2, ++bin)
+            for (size_t j = 0; j < LANES; j++) {
+                t[i][j] = rows[(r + j) * bins + bin].r;
+                t[i + 1][j] = rows[(r + j) * bins + bin].i;
+            }
+        if (i < n)
+            for (size_t j = 0; j < LANES; j++) t[i][j] = rows[(r + j) * bins + bin].r;
+        plan->exec(t, scale, false);
+        for (size_t k = 0; k < n; k++)
+            for (size_t j = 0; j < LANES; j++) frames[(r + j) * n + k] = t[k][j];
+    }
+    for (; r < count; r++) {
+        double *t = frames + r * n;  /* in place in the output row, as numpy's one-frame loop does */
+        const cmplx<double> *row = rows + r * bins;
+        t[0] = row[0].r;
+        size_t i = 1, bin = 1;
+        for (; i < n - 1; i += 2, ++bin) {
+            t[i] = row[bin].r;
+            t[i + 1] = row[bin].i;
+        }
+        if (i < n) t[i] = row[bin].r;
+        plan->exec(t, scale, false);
+    }
+}
+
+static int get(PyObject *obj, Py_buffer *view, int writable)
+{
+    return PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0));
+}
+
+/* windowed_rfft(frames, row_stride, window, rows, count, n, single)
+ * frames: float64 (float32 if single), frame r at element r * row_stride (the buffer must hold the last frame's n
+ * samples); window: float64 [n] (float32); rows: complex128 [count][n / 2 + 1] (complex64), written. */
+static PyObject *py_windowed_rfft(PyObject *, PyObject *args)
+{
+    PyObject *frames_o, *window_o, *rows_o;
+    Py_ssize_t row_stride, count, n;
+    int single;
+    if (!PyArg_ParseTuple(args, "OnOOnnp", &frames_o, &row_stride, &window_o, &rows_o, &count, &n, &single))
+        return NULL;
+    Py_ssize_t item = single ? (Py_ssize_t)sizeof(float) : (Py_ssize_t)sizeof(double);
+    Py_buffer frames = {0}, window = {0}, rows = {0};
+    PyObject *result = NULL;
+    if (get(frames_o, &frames, 0) || get(window_o, &window, 0) || get(rows_o, &rows, 1)) goto done;
+    if (n < 1 || count < 0 || row_stride < 0 || window.len != n * item || rows.len != count * (n / 2 + 1) * 2 * item
+        || (count > 0 && frames.len < ((count - 1) * row_stride + n) * item)) {
+        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match the frames, their stride and n");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (single)
+        windowed_rfft((const float *)frames.buf, row_stride, (const float *)window.buf, (cmplx<float> *)rows.buf,
+                      (size_t)count, (size_t)n);
+    else
+        windowed_rfft((const double *)frames.buf, row_stride, (const double *)window.buf, (cmplx<double> *)rows.buf,
+                      (size_t)count, (size_t)n);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&frames);
+    PyBuffer_Release(&window);
+    PyBuffer_Release(&rows);
+    return result;
+}
+
+/* irfft(rows, frames, count, n)
+ * rows: complex128 [count][n / 2 + 1]; frames: float64 [count][n], written. */
+static PyObject *py_irfft(PyObject *, PyObject *args)
+{
+    PyObject *rows_o, *frames_o;
+    Py_ssize_t count, n;
+    if (!PyArg_ParseTuple(args, "OOnn", &rows_o, &frames_o, &count, &n)) return NULL;
+    Py_buffer rows = {0}, frames = {0};
+    PyObject *result = NULL;
+    if (get(rows_o, &rows, 0) || get(frames_o, &frames, 1)) goto done;
+    if (n < 1 || count < 0 || rows.len != count * (n / 2 + 1) * (Py_ssize_t)(2 * sizeof(double))
+        || frames.len != count * n * (Py_ssize_t)sizeof(double)) {
+        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match the rows and n");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    irfft((const cmplx<double> *)rows.buf, (double *)frames.buf, (size_t)count, (size_t)n);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&frames);
+    return result;
+}
+
+/* avx2_usable(): whether this CPU and its OS run AVX2 code (GCC's cpu check reads CPUID and the OS's XCR0). */
+static PyObject *py_avx2_usable(PyObject *, PyObject *)
+{
+    __builtin_cpu_init();
+    return PyBool_FromLong(__builtin_cpu_supports("avx2"));
+}
+
+static PyMethodDef methods[] = {
+    {"windowed_rfft", py_windowed_rfft, METH_VARARGS,
+     "windowed_rfft(frames, row_stride, window, rows, count, n): see audionorm_lab.frame_fft."},
+    {"irfft", py_irfft, METH_VARARGS, "irfft(rows, frames, count, n): see audionorm_lab.frame_fft."},
+    {"avx2_usable", py_avx2_usable, METH_NOARGS, "Whether this CPU and its OS run AVX2 code."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, STRINGIFY(MODULE_NAME), NULL, -1, methods};
+
+PyMODINIT_FUNC INIT_NAME(MODULE_NAME)(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddIntConstant(m, "LANES", (long)LANES) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
