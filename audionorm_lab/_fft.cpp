@@ -52,11 +52,12 @@ template <typename T> static std::shared_ptr<pocketfft_r<T>> plan_for(size_t n)
 constexpr size_t LANES = VLEN<double>::val;
 using lanes_t = vtype_t<double>;
 
-/* rows[r] = rfft(frames[r] * window): `count` frames of n samples, frame r at frames + r * row_stride; rows hold
+/* rows[r] = rfft(frames[r] * window): `count` frames of n samples, sample i of frame r at
+ * frames[r * row_stride + i * step] (a sliding window over interleaved channels is read where it lies); rows hold
  * n / 2 + 1 bins each, contiguous. Lane by lane, general_r2c's forward branch. */
 template <typename T>
-static void windowed_rfft(const T *frames, ptrdiff_t row_stride, const T *window, cmplx<T> *rows, size_t count,
-                          size_t n)
+static void windowed_rfft(const T *frames, ptrdiff_t row_stride, ptrdiff_t step, const T *window, cmplx<T> *rows,
+                          size_t count, size_t n)
 {
     constexpr size_t lanes = VLEN<T>::val;
     auto plan = plan_for<T>(n);
@@ -65,7 +66,7 @@ static void windowed_rfft(const T *frames, ptrdiff_t row_stride, const T *window
     for (; lanes > 1 && r + lanes <= count; r += lanes) {
         auto t = reinterpret_cast<vtype_t<T> *>(storage.data());
         for (size_t i = 0; i < n; i++)
-            for (size_t j = 0; j < lanes; j++) t[i][j] = frames[(r + j) * row_stride + i] * window[i];
+            for (size_t j = 0; j < lanes; j++) t[i][j] = frames[(r + j) * row_stride + i * step] * window[i];
         plan->exec(t, T(1), true);
         for (size_t j = 0; j < lanes; j++) rows[(r + j) * bins].Set(t[0][j]);
         size_t i = 1, bin = 1;
@@ -76,7 +77,7 @@ static void windowed_rfft(const T *frames, ptrdiff_t row_stride, const T *window
     }
     for (; r < count; r++) {  /* the frames left over, one at a time: the same arithmetic as a lane's */
         T *t = storage.data();
-        for (size_t i = 0; i < n; i++) t[i] = frames[r * row_stride + i] * window[i];
+        for (size_t i = 0; i < n; i++) t[i] = frames[r * row_stride + i * step] * window[i];
         plan->exec(t, T(1), true);
         cmplx<T> *row = rows + r * bins;
         row[0].Set(t[0]);
@@ -129,32 +130,34 @@ static int get(PyObject *obj, Py_buffer *view, int writable)
     return PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0));
 }
 
-/* windowed_rfft(frames, row_stride, window, rows, count, n, single)
- * frames: float64 (float32 if single), frame r at element r * row_stride (the buffer must hold the last frame's n
- * samples); window: float64 [n] (float32); rows: complex128 [count][n / 2 + 1] (complex64), written. */
+/* windowed_rfft(frames, row_stride, step, window, rows, count, n, single)
+ * frames: float64 (float32 if single), sample i of frame r at element r * row_stride + i * step (the buffer must
+ * hold the last frame's last sample); window: float64 [n] (float32); rows: complex128 [count][n / 2 + 1]
+ * (complex64), written. */
 static PyObject *py_windowed_rfft(PyObject *, PyObject *args)
 {
     PyObject *frames_o, *window_o, *rows_o;
-    Py_ssize_t row_stride, count, n;
+    Py_ssize_t row_stride, step, count, n;
     int single;
-    if (!PyArg_ParseTuple(args, "OnOOnnp", &frames_o, &row_stride, &window_o, &rows_o, &count, &n, &single))
+    if (!PyArg_ParseTuple(args, "OnnOOnnp", &frames_o, &row_stride, &step, &window_o, &rows_o, &count, &n, &single))
         return NULL;
     Py_ssize_t item = single ? (Py_ssize_t)sizeof(float) : (Py_ssize_t)sizeof(double);
     Py_buffer frames = {0}, window = {0}, rows = {0};
     PyObject *result = NULL;
     if (get(frames_o, &frames, 0) || get(window_o, &window, 0) || get(rows_o, &rows, 1)) goto done;
-    if (n < 1 || count < 0 || row_stride < 0 || window.len != n * item || rows.len != count * (n / 2 + 1) * 2 * item
-        || (count > 0 && frames.len < ((count - 1) * row_stride + n) * item)) {
+    if (n < 1 || count < 0 || row_stride < 0 || step < 1 || window.len != n * item
+        || rows.len != count * (n / 2 + 1) * 2 * item
+        || (count > 0 && frames.len < ((count - 1) * row_stride + (n - 1) * step + 1) * item)) {
         PyErr_SetString(PyExc_ValueError, "buffer sizes do not match the frames, their stride and n");
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
     if (single)
-        windowed_rfft((const float *)frames.buf, row_stride, (const float *)window.buf, (cmplx<float> *)rows.buf,
-                      (size_t)count, (size_t)n);
+        windowed_rfft((const float *)frames.buf, row_stride, step, (const float *)window.buf,
+                      (cmplx<float> *)rows.buf, (size_t)count, (size_t)n);
     else
-        windowed_rfft((const double *)frames.buf, row_stride, (const double *)window.buf, (cmplx<double> *)rows.buf,
-                      (size_t)count, (size_t)n);
+        windowed_rfft((const double *)frames.buf, row_stride, step, (const double *)window.buf,
+                      (cmplx<double> *)rows.buf, (size_t)count, (size_t)n);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);
@@ -200,7 +203,7 @@ static PyObject *py_avx2_usable(PyObject *, PyObject *)
 
 static PyMethodDef methods[] = {
     {"windowed_rfft", py_windowed_rfft, METH_VARARGS,
-     "windowed_rfft(frames, row_stride, window, rows, count, n): see audionorm_lab.frame_fft."},
+     "windowed_rfft(frames, row_stride, step, window, rows, count, n, single): see audionorm_lab.frame_fft."},
     {"irfft", py_irfft, METH_VARARGS, "irfft(rows, frames, count, n): see audionorm_lab.frame_fft."},
     {"avx2_usable", py_avx2_usable, METH_NOARGS, "Whether this CPU and its OS run AVX2 code."},
     {NULL, NULL, 0, NULL},

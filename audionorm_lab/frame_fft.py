@@ -30,8 +30,9 @@ else:
 
 
 def windowed_rfft(frames: np.ndarray, window: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``np.fft.rfft(frames * window, axis=-1)`` bit for bit, in the window's precision: frames ``(count, n)`` (rows
-    may be strided, as a sliding window's are), a float64 or float32 ``window`` ``(n,)``; complex128 or complex64
+    """``np.fft.rfft(frames * window, axis=-1)`` bit for bit, in the window's precision: frames ``(count, n)`` (read
+    where they lie, as a sliding window over one channel of interleaved ones is: overlapping rows, samples a frame's
+    width apart), a float64 or float32 ``window`` ``(n,)``; complex128 or complex64
     ``(count, n // 2 + 1)``, written into ``out`` (C-contiguous) when it is given.
 
     In float32 the result is scipy.fft's (``scipy.fft.rfft(frames * window)``: numpy's own float32 transform
@@ -40,14 +41,16 @@ def windowed_rfft(frames: np.ndarray, window: np.ndarray, out: np.ndarray | None
     window = np.asarray(window)
     if window.dtype not in (np.float32, np.float64):
         raise TypeError(f"the window is float32 or float64, not {window.dtype}")
+    if frames.ndim != 2 or frames.shape[1] < 1:
+        raise ValueError(f"frames (count, n) are needed, not {frames.shape}")
     count, n = frames.shape
-    frames, row_stride = _row_strided(frames, window.dtype)
     window = np.ascontiguousarray(window)
     if window.shape != (n,):
         raise ValueError(f"the window must have the frames' {n} samples, not {window.shape}")
     out = _output(out, (count, n // 2 + 1), np.result_type(window.dtype, np.complex64))
     if count:
-        _kernels.windowed_rfft(frames, row_stride, window, out, count, n, window.dtype == np.float32)
+        frames, row_stride, step = _strided(frames, window.dtype)
+        _kernels.windowed_rfft(frames, row_stride, step, window, out, count, n, window.dtype == np.float32)
     return out
 
 
@@ -63,19 +66,17 @@ def irfft(rows: np.ndarray, n: int, out: np.ndarray | None = None) -> np.ndarray
     return out
 
 
-def _row_strided(frames: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
-    """The array of ``dtype`` whose buffer holds the frames, and the frames' stride in samples: a sliding window's
-    rows overlap in one buffer, which is passed as it is, not copied."""
-    if frames.ndim != 2 or frames.shape[1] < 1:
-        raise ValueError(f"frames (count, n) are needed, not {frames.shape}")
+def _strided(frames: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int, int]:
+    """The frames' buffer as a flat array of ``dtype``, the stride from one frame to the next and from one sample to
+    the next (in samples): overlapping frames are passed where they lie, not copied. Frames of another type, or
+    with strides that are not whole samples or are negative, are copied first."""
     frames = frames if frames.dtype == dtype else frames.astype(dtype)
     item = frames.itemsize
-    if frames.strides[1] != item or frames.strides[0] % item or frames.strides[0] < 0 or len(frames) < 2:
+    if any(stride % item or stride < 0 for stride in frames.strides) or frames.strides[1] == 0:
         frames = np.ascontiguousarray(frames)
-        return frames, frames.shape[1]
-    row_stride = frames.strides[0] // item
-    span = (len(frames) - 1) * row_stride + frames.shape[1]
-    return np.lib.stride_tricks.as_strided(frames, (span,), (item,), writeable=False), row_stride
+    row_stride, step = (stride // item for stride in frames.strides)
+    span = (len(frames) - 1) * row_stride + (frames.shape[1] - 1) * step + 1
+    return np.lib.stride_tricks.as_strided(frames, (span,), (item,), writeable=False), row_stride, step
 
 
 def _output(out: np.ndarray | None, shape: tuple[int, int], dtype: type) -> np.ndarray:

@@ -37,6 +37,9 @@ def frame_sets():
     speech = speech_like(3.0, 44100, 1, seed=3)[:, 0].astype(np.float64)
     for count in (1, 2, 3, 4, 5, 127, 130):
         yield f"speech, {count} sliding frames", np.lib.stride_tricks.sliding_window_view(speech, 1024)[::256][:count]
+    stereo = speech_like(1.0, 44100, 2, seed=6)
+    yield "one channel of interleaved stereo", np.lib.stride_tricks.sliding_window_view(stereo, 1024, axis=0)[::256, 1]
+    yield "no frames", np.zeros((0, 1024))
     yield "odd length 1023", rng.standard_normal((9, 1023))
     yield "length 1009 (a prime: Bluestein)", rng.standard_normal((6, 1009))
     yield "length 2048, every other column", rng.standard_normal((5, 4096))[:, ::2]
