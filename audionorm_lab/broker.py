@@ -26,8 +26,14 @@ DEFAULT_RESTORE_MUTEX_EXPIRE_SECONDS = 30
 DEFAULT_HEARTBEAT_SECONDS = 10
 #: The jobs' queue on RabbitMQ: a quorum queue (replicated, durable, returns unacknowledged messages).
 QUEUE = "audionorm"
+#: Times a result backend operation is retried when Redis does not answer (a restart), with exponential backoff from
+#: 10 ms to 10 s (Celery's defaults): about a minute. Without it, storing a job's outcome while Redis restarts
+#: failed at once (Celery's store reads the stored state first, without its own retry), and the job's result
+#: became that ConnectionError instead of its own (seen in CI: a bad input's NotAudioError replaced).
+RESULT_BACKEND_RETRIES = 20
 COMMON = {"task_serializer": "json", "result_serializer": "json", "accept_content": ["json"],
-          "broker_connection_retry_on_startup": True}
+          "broker_connection_retry_on_startup": True,
+          "result_backend_always_retry": True, "result_backend_max_retries": RESULT_BACKEND_RETRIES}
 
 
 #: URL schemes of each kind of broker.

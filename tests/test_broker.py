@@ -1,8 +1,13 @@
 """The service's broker settings: one place for workers and clients, Redis or RabbitMQ."""
 
+import threading
+
 import pytest
+from celery import Celery, states
 
 from audionorm_lab.broker import DEFAULT_HEARTBEAT_SECONDS, QUEUE, broker_settings
+from audionorm_lab.errors import NotAudioError
+from bench.celery_cluster import RedisServer
 
 
 def test_rabbitmq_takes_a_durable_quorum_queue_with_confirms_and_its_results_in_redis():
@@ -30,3 +35,23 @@ def test_redis_is_broker_and_backend_with_its_visibility_timeout():
 def test_a_broker_without_a_redis_for_the_ledger_is_refused_in_words(broker, backend, says):
     with pytest.raises(ValueError, match=says):
         broker_settings(broker, backend, environ={})
+
+
+def test_an_outcome_stored_while_redis_restarts_is_the_jobs_own(tmp_path):
+    """A job's outcome stored while the result backend's Redis restarts waits for it (result_backend_always_retry)
+    instead of failing: the stored failure is the job's own error, not a ConnectionError."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        app = Celery("outcome", set_as_current=False)
+        app.conf.update(broker_settings(server.url, environ={}))
+        assert app.backend.get_state("warm-up") == states.PENDING  # connected before the restart
+        server.stop()
+        back = threading.Timer(1.0, server.start)
+        back.start()
+        app.backend.mark_as_failure("job-1", NotAudioError("minutes.mp3: not audio"))
+        back.join()
+        stored = app.AsyncResult("job-1")
+        assert stored.state == states.FAILURE
+        assert type(stored.result).__name__ == "NotAudioError" and "not audio" in str(stored.result)
+    finally:
+        server.stop()
