@@ -20,11 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from .processes import free_port, wait_until
+from .processes import free_port, wait_ended, wait_until
 
 #: A delivered job may run this long before RabbitMQ takes it back, ms: a day. RabbitMQ's default is 30 minutes,
 #: and a 3-hour recording on a busy worker can take longer than that.
 CONSUMER_TIMEOUT_MS = 24 * 3600 * 1000
+#: How long stop() waits for the SIGKILLed node and its epmd to end, seconds.
+STOP_WAIT_SECONDS = 30
 
 
 def _owned_by_rabbitmq(folder: Path) -> None:
@@ -122,7 +124,8 @@ class RabbitMQNode:
         return {name: {"type": kind, "durable": durable == "true"} for name, kind, durable in rows}
 
     def stop(self) -> None:
-        """``rabbitmqctl stop`` (the node ends cleanly), then its epmd, and SIGKILL for anything left."""
+        """``rabbitmqctl stop`` (the node ends cleanly), then its epmd, and SIGKILL for anything left; returns when
+        they have ended (a SIGKILLed Erlang VM takes a moment to tear down its threads and memory)."""
         if self.process is None:
             return
         pid = self.pid
@@ -130,17 +133,18 @@ class RabbitMQNode:
             self._ctl("stop", timeout=60)
         except subprocess.TimeoutExpired:
             pass
-        for victim in (pid, *self._epmd_pids()):
-            if victim:
-                try:
-                    os.kill(victim, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        victims = [victim for victim in (pid, *self._epmd_pids()) if victim]
+        for victim in victims:
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         self.process.wait()
+        wait_ended(victims, timeout=STOP_WAIT_SECONDS)
         self._log.close()
         self.process = None
         shutil.rmtree(self.folder, ignore_errors=True)
