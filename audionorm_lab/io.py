@@ -11,6 +11,7 @@ place only when the whole output is written, so a reader never sees half a file.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import json
 import os
@@ -284,6 +285,22 @@ class SoundfileSource(AudioSource):
         self._file.close()
 
 
+#: The decoder's pipe, bytes: Linux's default is 64 KB, about 0.37 s of 16-bit stereo at 44.1 kHz, so ffmpeg
+#: stopped decoding whenever the reader was busy for longer; 1 MB (the largest an unprivileged process may ask for)
+#: lets it decode about 6 s ahead. Kernel memory, not the process's RSS.
+PIPE_BYTES = 1 << 20
+
+
+def widen_pipe(fd: int, size_bytes: int = PIPE_BYTES) -> None:
+    """Ask Linux for a pipe buffer of ``size_bytes`` on ``fd`` (``F_SETPIPE_SZ``); where that is refused or not
+    Linux, the pipe keeps its size: only the decoder's lead depends on it. On the 10-minute mp3 in service mode
+    the reads waited 0.52-0.57 s in all with 1 MB against 1.21-1.34 s with 64 KB."""
+    try:
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), size_bytes)
+    except OSError:
+        pass
+
+
 class FfmpegPipeSource(AudioSource):
     """An ``ffmpeg`` subprocess decoding the input (its demuxer pinned) into raw samples of ``sample_bytes``
     bytes on its stdout, read in fixed-size reads and always reaped. Subclasses give the output's arguments
@@ -296,6 +313,7 @@ class FfmpegPipeSource(AudioSource):
         command = [require_tool("ffmpeg", info.path), "-nostdin", "-v", "error",
                    *ffmpeg_input(info.path, info.demuxer), "-map", "0:a:0", "-vn", *output_args, "pipe:1"]
         self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr)
+        widen_pipe(self._proc.stdout.fileno())
         self._done = False
 
     def _floats(self, data: bytes) -> np.ndarray:

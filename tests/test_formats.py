@@ -1,13 +1,17 @@
 """Every input format streams; ffmpeg-decoded inputs are reaped; every output format writes."""
 
+import fcntl
+
 import numpy as np
 import psutil
 import pytest
 import soundfile as sf
 
 from audionorm_lab import integrated_loudness, normalize_file, probe
-from audionorm_lab.io import AtomicSink, open_source
+from audionorm_lab.io import PIPE_BYTES, AtomicSink, open_source
 from conftest import encode, leftovers, speech_like
+
+F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 RATE = 44100
 SECONDS = 6.0
@@ -74,6 +78,14 @@ def test_ffmpeg_source_is_reaped_on_early_close(source_wav, tmp_path):
         assert first.shape == (1024, 2) and np.isfinite(first).all()
     assert process.returncode is not None
     assert psutil.Process().children(recursive=True) == []
+
+
+def test_the_decoders_pipe_lets_it_decode_ahead(source_wav, tmp_path):
+    """ffmpeg's pipe is widened from Linux's 64 KB (0.37 s of 16-bit stereo) to PIPE_BYTES, so the decoder keeps
+    going while the reader works on a block."""
+    src = make_input(source_wav, tmp_path, "m4a")
+    with open_source(src) as source:
+        assert fcntl.fcntl(source._proc.stdout.fileno(), F_GETPIPE_SZ) == PIPE_BYTES == 1 << 20
 
 
 def test_failure_mid_stream_leaves_no_process_and_no_file(source_wav, tmp_path, monkeypatch):
