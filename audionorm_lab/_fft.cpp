@@ -1,11 +1,12 @@
-/* The STFT's real transforms in double precision: numpy's pocketfft (numpy 2.4.6's copy of
- * pocketfft_hdronly.h, BSD-3-Clause, in vendor/pocketfft/), compiled twice by setup.py: for the
- * baseline CPU (audionorm_lab._fft) and with AVX2 (audionorm_lab._fft_avx2).
+/* The STFT's real transforms: numpy's pocketfft (numpy 2.4.6's copy of pocketfft_hdronly.h,
+ * BSD-3-Clause, in vendor/pocketfft/), compiled twice by setup.py: for the baseline CPU
+ * (audionorm_lab._fft) and with AVX2 (audionorm_lab._fft_avx2).
  *
  * pocketfft transforms several frames at once, one per vector lane, each lane doing the arithmetic of
- * a one-frame transform. numpy's wheel is built for SSE2's two lanes of float64; AVX2 gives four. Built
- * without contraction into FMA (-ffp-contract=off, and -mavx2 does not enable FMA), every build gives
- * numpy.fft.rfft's and numpy.fft.irfft's results bit for bit (tests/test_frame_fft.py). What differs
+ * a one-frame transform. numpy's wheel is built for SSE2's two lanes of float64 (scipy's for four of
+ * float32); AVX2 gives four (eight). Built without contraction into FMA (-ffp-contract=off, and -mavx2
+ * does not enable FMA), every build gives numpy.fft.rfft's and numpy.fft.irfft's results bit for bit,
+ * and scipy.fft.rfft's in float32 (tests/test_frame_fft.py). What differs
  * besides the width: the forward transform multiplies by the analysis window as it gathers the frames
  * (numpy multiplied into a temporary first: the same products), both write into the caller's arrays,
  * and the plans (twiddle factors) are made once per length, not per call.
