@@ -12,10 +12,10 @@ are scipy's sosfilt's and numpy's, bit for bit.
 from setuptools import Extension, setup
 
 FLAGS = ["-O3", "-ffp-contract=off"]
-POCKETFFT = ["audionorm_lab/_fft.cpp", "audionorm_lab/vendor/pocketfft/pocketfft_hdronly.h"]
+POCKETFFT = ["audionorm_lab/_fft.cpp", "vendor/pocketfft/pocketfft_hdronly.h"]  # vendor/: outside the package
 setup(ext_modules=[Extension("audionorm_lab._sections", ["audionorm_lab/_sections.c"], extra_compile_args=FLAGS),
                    Extension("audionorm_lab._gate", ["audionorm_lab/_gate.c"], extra_compile_args=FLAGS),
-                   Extension("audionorm_lab._fft", ["audionorm_lab/_fft.cpp"], extra_compile_args=FLAGS,
-                             depends=POCKETFFT),
-                   Extension("audionorm_lab._fft_avx2", ["audionorm_lab/_fft_avx2.cpp"],
+                   Extension("audionorm_lab._fft", ["audionorm_lab/_fft.cpp"], include_dirs=["vendor"],
+                             extra_compile_args=FLAGS, depends=POCKETFFT),
+                   Extension("audionorm_lab._fft_avx2", ["audionorm_lab/_fft_avx2.cpp"], include_dirs=["vendor"],
                              extra_compile_args=FLAGS + ["-mavx2"], depends=POCKETFFT)])

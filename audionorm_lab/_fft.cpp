@@ -1,5 +1,5 @@
 /* The STFT's real transforms: numpy's pocketfft (numpy 2.4.6's copy of pocketfft_hdronly.h,
- * BSD-3-Clause, in vendor/pocketfft/), compiled twice by setup.py: for the baseline CPU
+ * BSD-3-Clause, in the repository's vendor/pocketfft/), compiled twice by setup.py: for the baseline CPU
  * (audionorm_lab._fft) and with AVX2 (audionorm_lab._fft_avx2).
  *
  * pocketfft transforms several frames at once, one per vector lane, each lane doing the arithmetic of
@@ -19,7 +19,7 @@
 #include <Python.h>
 
 #define POCKETFFT_NO_MULTITHREADING  /* as numpy builds it: the callers run their own threads */
-#include "vendor/pocketfft/pocketfft_hdronly.h"
+#include "pocketfft/pocketfft_hdronly.h"  /* vendor/ is on the include path (setup.py) */
 
 #include <map>
 #include <memory>
