@@ -50,9 +50,6 @@ template <typename T> static std::shared_ptr<pocketfft_r<T>> plan_for(size_t n)
     return plan;
 }
 
-constexpr size_t LANES = VLEN<double>::val;
-using lanes_t = vtype_t<double>;
-
 /* rows[r] = rfft(frames[r] * window): `count` frames of n samples, sample i of frame r at
  * frames[r * row_stride + i * step] (a sliding window over interleaved channels is read where it lies); rows hold
  * n / 2 + 1 bins each, contiguous. Lane by lane, general_r2c's forward branch. */
@@ -93,24 +90,25 @@ static void windowed_rfft(const T *frames, ptrdiff_t row_stride, ptrdiff_t step,
  * bin 0's imaginary part (and bin n / 2's, for even n) is ignored, as numpy ignores it. */
 static void irfft(const cmplx<double> *rows, double *frames, size_t count, size_t n)
 {
+    constexpr size_t lanes = VLEN<double>::val;
     auto plan = plan_for<double>(n);
     size_t bins = n / 2 + 1, r = 0;
     double scale = 1.0 / (double)n;  /* numpy's fct: np.reciprocal(n), correctly rounded as this division is */
-    arr<double> storage(n * LANES);
-    for (; LANES > 1 && r + LANES <= count; r += LANES) {
-        auto t = reinterpret_cast<lanes_t *>(storage.data());
-        for (size_t j = 0; j < LANES; j++) t[0][j] = rows[(r + j) * bins].r;
+    arr<double> storage(n * lanes);
+    for (; lanes > 1 && r + lanes <= count; r += lanes) {
+        auto t = reinterpret_cast<vtype_t<double> *>(storage.data());
+        for (size_t j = 0; j < lanes; j++) t[0][j] = rows[(r + j) * bins].r;
         size_t i = 1, bin = 1;
         for (; i < n - 1; i += 2, ++bin)
-            for (size_t j = 0; j < LANES; j++) {
+            for (size_t j = 0; j < lanes; j++) {
                 t[i][j] = rows[(r + j) * bins + bin].r;
                 t[i + 1][j] = rows[(r + j) * bins + bin].i;
             }
         if (i < n)
-            for (size_t j = 0; j < LANES; j++) t[i][j] = rows[(r + j) * bins + bin].r;
+            for (size_t j = 0; j < lanes; j++) t[i][j] = rows[(r + j) * bins + bin].r;
         plan->exec(t, scale, false);
         for (size_t k = 0; k < n; k++)
-            for (size_t j = 0; j < LANES; j++) frames[(r + j) * n + k] = t[k][j];
+            for (size_t j = 0; j < lanes; j++) frames[(r + j) * n + k] = t[k][j];
     }
     for (; r < count; r++) {
         double *t = frames + r * n;  /* in place in the output row, as numpy's one-frame loop does */
@@ -212,12 +210,4 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, STRINGIFY(MODULE_NAME), NULL, -1, methods};
 
-PyMODINIT_FUNC INIT_NAME(MODULE_NAME)(void)
-{
-    PyObject *m = PyModule_Create(&module);
-    if (m && PyModule_AddIntConstant(m, "LANES", (long)LANES) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
-}
+PyMODINIT_FUNC INIT_NAME(MODULE_NAME)(void) { return PyModule_Create(&module); }
