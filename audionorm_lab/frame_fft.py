@@ -38,13 +38,12 @@ def windowed_rfft(frames: np.ndarray, window: np.ndarray, out: np.ndarray | None
     In float32 the result is scipy.fft's (``scipy.fft.rfft(frames * window)``: numpy's own float32 transform
     rounds differently), bit for bit as well.
     """
-    window = np.asarray(window)
+    window = np.ascontiguousarray(window)
     if window.dtype not in (np.float32, np.float64):
         raise TypeError(f"the window is float32 or float64, not {window.dtype}")
     if frames.ndim != 2 or frames.shape[1] < 1:
         raise ValueError(f"frames (count, n) are needed, not {frames.shape}")
     count, n = frames.shape
-    window = np.ascontiguousarray(window)
     if window.shape != (n,):
         raise ValueError(f"the window must have the frames' {n} samples, not {window.shape}")
     out = _output(out, (count, n // 2 + 1), np.result_type(window.dtype, np.complex64))

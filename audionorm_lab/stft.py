@@ -97,7 +97,7 @@ def scipy_stft_float32(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     """
     window = hann(n_fft).astype(np.complex64)
     frames = np.lib.stride_tricks.sliding_window_view(np.asarray(x, np.float32), n_fft)[::hop]
-    spectrum = windowed_rfft(frames, window.real.copy())
+    spectrum = windowed_rfft(frames, window.real)
     spectrum *= np.sqrt(1.0 / window.sum() ** 2)
     return np.moveaxis(spectrum.astype(np.complex64), -1, -2)
 
