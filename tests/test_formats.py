@@ -11,8 +11,6 @@ from audionorm_lab import integrated_loudness, normalize_file, probe
 from audionorm_lab.io import PIPE_BYTES, AtomicSink, open_source
 from conftest import encode, leftovers, speech_like
 
-F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
-
 RATE = 44100
 SECONDS = 6.0
 
@@ -85,7 +83,7 @@ def test_the_decoders_pipe_lets_it_decode_ahead(source_wav, tmp_path):
     going while the reader works on a block."""
     src = make_input(source_wav, tmp_path, "m4a")
     with open_source(src) as source:
-        assert fcntl.fcntl(source._proc.stdout.fileno(), F_GETPIPE_SZ) == PIPE_BYTES == 1 << 20
+        assert fcntl.fcntl(source._proc.stdout.fileno(), fcntl.F_GETPIPE_SZ) == PIPE_BYTES == 1 << 20
 
 
 def test_failure_mid_stream_leaves_no_process_and_no_file(source_wav, tmp_path, monkeypatch):
