@@ -1,7 +1,7 @@
 """A job's progress as Celery's custom ``PROGRESS`` state: the pass under way and the fraction done.
 
 The streaming core calls its progress callback for every block; :class:`TaskProgress` turns
-those calls into at most one state update a second (a pass that starts is always reported), so
+those calls into at most one state update a second (each names the latest pass to start), so
 Flower and ``AsyncResult(id).info`` show how far a 3-hour file has got without a write to the
 result backend per block. A backend that does not answer (a broker restarting) costs the update,
 never the job.
