@@ -29,7 +29,9 @@ class Claim:
 
     ``key`` is stable across runs (it names the claim in values files and tests); ``text`` is the
     sentence; ``figure`` what was measured, as shown; ``threshold`` what it had to meet, in words;
-    ``value`` the measured number (None for a fact that is not one).
+    ``value`` the measured number (None for a fact that is not one). ``speed`` marks a bound on how fast
+    something ran (wall time, a ratio of wall times, a latency): it holds on one machine at one load, not on
+    any, so the report, a benchmark, checks it and the test suite only sees that it was measured.
     """
 
     key: str
@@ -39,6 +41,7 @@ class Claim:
     threshold: str
     value: float | None = None
     notebook: str | None = None
+    speed: bool = False
 
     @property
     def mark(self) -> str:
@@ -51,12 +54,13 @@ class Claim:
 
     def to_html(self) -> str:
         """The claim as the notebooks and the index page draw it (``class="claim claim-held"`` or
-        ``claim-failed``, ``data-claim`` = its key)."""
+        ``claim-failed``, ``data-claim`` = its key, ``data-speed`` on a speed bound)."""
         state = "held" if self.held else "failed"
         colour = "#1a7f37" if self.held else "#cf222e"
         background = "#eef8f0" if self.held else "#fdecec"
-        return (f'<div class="claim claim-{state}" data-claim="{html.escape(self.key)}" style="border-left: 4px solid '
-                f'{colour}; background: {background}; padding: 4px 10px; margin: 4px 0">'
+        speed = ' data-speed="true"' if self.speed else ""
+        return (f'<div class="claim claim-{state}" data-claim="{html.escape(self.key)}"{speed} style="border-left: '
+                f'4px solid {colour}; background: {background}; padding: 4px 10px; margin: 4px 0">'
                 f'<span class="claim-mark" style="color: {colour}; font-weight: bold">{self.mark}</span> '
                 f'<span class="claim-text">{html.escape(self.text)}</span> '
                 f'<span class="claim-figure" style="color: {colour}">{html.escape(self.figure)}</span> '
@@ -80,10 +84,11 @@ def format_figure(value, unit: str = "") -> str:
 
 def evaluate(key: str, text: str, value, *, at_most: float | None = None, at_least: float | None = None,
              held: bool | None = None, unit: str = "", figure: str | None = None, threshold: str | None = None,
-             notebook: str | None = None) -> Claim:
+             notebook: str | None = None, speed: bool = False) -> Claim:
     """A :class:`Claim` for ``value`` against ``at_most`` / ``at_least`` (both inclusive), or against ``held``
     (a fact that is not a number: ``value`` is then what was seen). ``figure`` and ``threshold`` replace the
-    generated wording. A number that is NaN or missing never holds."""
+    generated wording; ``speed`` marks a bound on how fast something ran (see :class:`Claim`). A number that is
+    NaN or missing never holds."""
     if (at_most is not None or at_least is not None) == (held is not None):
         raise ValueError(f"claim {key}: give at_most and/or at_least, or held")
     number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
@@ -94,7 +99,7 @@ def evaluate(key: str, text: str, value, *, at_most: float | None = None, at_lea
                   f"at most {format_figure(at_most, unit)}" if at_most is not None else None]
         threshold = threshold or " and ".join(b for b in bounds if b)
     return Claim(key, text, bool(held), figure or format_figure(value, unit), threshold or "must hold",
-                 None if number is None or math.isnan(number) else number, notebook)
+                 None if number is None or math.isnan(number) else number, notebook, speed)
 
 
 def notebook_of(values_path: str | Path | None) -> str | None:

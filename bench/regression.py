@@ -47,6 +47,8 @@ CLAIMS = {
     "streaming_vs_full_load_db": ("Streaming's output differs from the service's by at most {bound} dB", "dB"),
     "streaming_wall_over_sox": ("Streaming's wall time is at most {bound}x SoX's two-pass chain's", "x"),
 }
+#: The figures that are ratios of wall times: their claims are speed bounds (:class:`bench.claims.Claim`'s ``speed``).
+SPEED_FIGURES = frozenset({"throughput_ratio_vs_full_load", "streaming_wall_over_sox"})
 
 
 def figures_over_repeats(rows: list[dict], import_floor_bytes: float) -> tuple[dict, dict]:

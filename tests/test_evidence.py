@@ -51,6 +51,18 @@ def test_claims_are_recorded_once_per_key(tmp_path):
     assert values["other"] == 1 and [(c["key"], c["held"]) for c in values["claims"]] == [("a", False), ("b", True)]
 
 
+def test_a_speed_bound_is_marked_as_one_wherever_it_goes(tmp_path):
+    """A claim on how fast something ran says so in the values file, back in a Claim, and in its HTML."""
+    from bench.claims import load
+
+    path = tmp_path / "03_memory_profiles.values.json"
+    record(path, evaluate("fast", "Streaming is faster", 4.2, at_least=1.5, unit="x", speed=True))
+    record(path, evaluate("small", "Streaming is small", 3.0, at_least=3.0, unit="x"))
+    fast, small = load(json.loads(path.read_text()))
+    assert fast.speed and not small.speed and fast.held and small.held
+    assert 'data-claim="fast" data-speed="true"' in fast.to_html() and "data-speed" not in small.to_html()
+
+
 def test_the_kill_limit_sits_between_the_peaks_with_margin_on_both_sides():
     full = full_load_predicted_bytes(300.0)  # 5 minutes of stereo 44.1 kHz
     assert full == int(in_memory_peak_bytes(300 * 44100 * 2 * 4))
