@@ -157,7 +157,7 @@ def test_sigterm_and_ctrl_c_leave_no_spill_and_no_output(tmp_path, sig, code):
         deadline = time.monotonic() + 60
         while not (spills := _anonymous_files_in(process.pid, out)):  # the chain has started spilling
             assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+            time.sleep(0.01)
         process.send_signal(sig)
         _, stderr = process.communicate(timeout=60)
     finally:

@@ -48,7 +48,7 @@ def test_a_killed_run_leaves_no_encoder_writing_its_temporary_file(tmp_path):
     assert "ffmpeg" in " ".join(encoder.cmdline())
     writer.kill()
     writer.wait()
-    encoder.wait(timeout=5)  # ended, not orphaned: psutil.TimeoutExpired otherwise
+    encoder.wait(timeout=60)  # ended, not orphaned: psutil.TimeoutExpired otherwise (PDEATHSIG: at once)
     temporaries = list(tmp_path.glob(".out.flac.*.part"))
     assert len(temporaries) == 1 and not (tmp_path / "out.flac").exists()
     try:  # an orphaned encoder would have finished the file: a valid FLAC of the second written

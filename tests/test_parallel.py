@@ -1,5 +1,6 @@
 """The threading helpers: a consumer aside, one decode read twice. Errors and stops never leave a thread waiting."""
 
+import sys
 import threading
 import time
 
@@ -46,12 +47,23 @@ def lead(shared, block=100):
     return thread, seen
 
 
-def settle(condition, timeout=10.0):
-    """Wait until ``condition()``, then a little longer: a thread that would go further has had the time to."""
+def waiting(thread) -> bool:
+    """Whether ``thread`` is blocked in a ``threading.Condition`` wait now: it goes no further until woken."""
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code.co_name == "wait" and frame.f_code.co_filename == threading.__file__:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def settle(thread, condition, timeout=60.0):
+    """Wait until ``condition()`` holds and ``thread`` waits: what it has done then is all it does until woken,
+    however fast or slow the machine (no sleep that a loaded machine could outlast)."""
     deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
+    while not (condition() and waiting(thread)):
+        assert thread.is_alive() and time.monotonic() < deadline, "the thread never came to wait"
         time.sleep(0.01)
-    time.sleep(0.2)
 
 
 def test_the_follower_reads_the_leaders_frames_in_any_sizes():
@@ -74,10 +86,10 @@ def test_the_leader_waits_at_its_capacity_and_stop_wakes_it():
     source = CountingSource(10_000)
     shared = SharedSource(source, capacity_frames=1_000)
     thread, seen = lead(shared)
-    settle(lambda: source.frames_read >= 1_000)
+    settle(thread, lambda: source.frames_read >= 1_000)
     assert source.frames_read == 1_000, "the leader waits once 1,000 frames are kept"
     shared.follower().read(500)
-    settle(lambda: source.frames_read >= 1_500)
+    settle(thread, lambda: source.frames_read >= 1_500)
     assert source.frames_read == 1_500
     shared.close()
     thread.join(5)
