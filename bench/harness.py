@@ -17,10 +17,14 @@ to 10 minutes long, and sox up to 20, unless ``--full-matrix`` is given: their m
 
 Each run records the process tree's peak RSS (psutil) and ru_maxrss, memray's peak
 heap (the capture is kept for the notebooks), wall and CPU seconds, the multiple of
-real time, the exit status (``killed: signal 9`` when the watchdog enforced the
-limit), and fidelity against the streaming output of the same input (SNR, seams).
-Every run is under a memory limit: ``--memory-limit``, or by default the smaller of
-4 GB and half the free memory, so no run can take the machine down.
+real time, the exit status (``killed: signal 9`` when the limit was enforced), and
+fidelity against the streaming output of the same input (SNR, seams). Every run is
+under a memory limit: ``--memory-limit``, or by default the smaller of 4 GB and half
+the free memory, so no run can take the machine down. The limit is a memory cgroup
+(bench.container) where one can be made, and the kernel's OOM killer does the killing:
+each row says who held it (``limit_enforced_by``), the kernel's kills (``oom_kills``),
+and what the kernel charged (``cgroup_peak_bytes``, its anon and file split) beside
+the tree's RSS.
 """
 
 from __future__ import annotations
@@ -220,6 +224,9 @@ def execute(spec: RunSpec, scratch: Path, captures: Path | None, limit: int, ref
         "status": result.status, "killed": result.killed, "returncode": result.returncode,
         "peak_rss_bytes": result.peak_rss_bytes, "maxrss_bytes": result.maxrss_bytes,
         "rss_at_kill_bytes": result.rss_at_kill_bytes, "memory_limit_bytes": limit,
+        "limit_enforced_by": result.limit_enforced_by, "oom_kills": result.oom_kills,
+        "cgroup_peak_bytes": result.cgroup_peak_bytes, "cgroup_anon_bytes": result.cgroup_anon_bytes,
+        "cgroup_file_bytes": result.cgroup_file_bytes, "kernel_log": "\n".join(result.kernel_log) or None,
         "memray_peak_bytes": memray_peak_bytes(capture) if capture else None,
         "memray_capture": str(capture) if capture and capture.exists() else None,
         "wall_seconds": result.wall_seconds, "cpu_seconds": result.cpu_seconds,

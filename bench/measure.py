@@ -1,4 +1,10 @@
-"""Run one command in a fresh process group and measure it; kill it at a memory limit like the OOM killer.
+"""Run one command in a fresh process group and measure it, in a memory container the kernel enforces.
+
+The command runs in a :class:`~bench.container.MemoryContainer`: a child memory cgroup, where
+one can be made, whose limit the kernel's OOM killer enforces, as in a container runtime; the
+result records who held the limit (``limit_enforced_by``), the kernel's kills (``oom_kills``),
+and what it charged (``cgroup_peak_bytes``, with its anon and file split). Where no cgroup can
+be made, the RSS watchdog holds the limit: past it, the process group is SIGKILLed.
 
 Peak RSS is the largest sum of RSS over the process *tree* (Python plus its ffmpeg
 children), sampled with psutil every ``interval_seconds``. ``ru_maxrss`` of the
@@ -23,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 
 import psutil
 
+from .container import MemoryContainer
+
 #: The import floor: a fresh Python that imports what a streaming run imports before its first
 #: sample (audionorm_lab, with numpy and soundfile). Peak RSS "above the floor" is the working
 #: set. (It was numpy, scipy.signal, soundfile and noisereduce, about 115 MB, while the
@@ -42,9 +50,15 @@ class RunResult:
     cpu_seconds: float
     peak_rss_bytes: int  # process tree, sampled
     maxrss_bytes: int  # the child's ru_maxrss from wait4 (see the module's caveat)
-    rss_at_kill_bytes: int | None
+    rss_at_kill_bytes: int | None  # the watchdog's sample past the limit; the tree's sampled peak for a kernel kill
     memory_limit_bytes: int | None
     samples: int
+    limit_enforced_by: str | None = None  # "kernel memcg v1" | "kernel memcg v2" | "watchdog"; None: no limit
+    oom_kills: int | None = None  # processes the kernel's OOM killer ended in the run's cgroup; None: no cgroup
+    cgroup_peak_bytes: int | None = None  # the most the kernel charged the cgroup (anon, page cache, kernel)
+    cgroup_anon_bytes: int | None = None  # anonymous memory charged at the end
+    cgroup_file_bytes: int | None = None  # page cache charged at the end (reclaimed before anyone is killed)
+    kernel_log: list[str] = field(default_factory=list)  # the kernel's lines on its kills, where readable
     stdout: str = field(repr=False, default="")
     stderr: str = field(repr=False, default="")
 
@@ -68,15 +82,24 @@ def _tree_rss(root: psutil.Process) -> int:
 
 def run_measured(command: list[str], *, memory_limit_bytes: int | None = None, interval_seconds: float = 0.02,
                  timeout_seconds: float | None = None, env: dict | None = None, cwd: str | None = None) -> RunResult:
-    """Run ``command`` in its own session; sample the tree's RSS; SIGKILL the group past the limit.
+    """Run ``command`` in its own session and memory container (no limit: the kernel only counts); sample the
+    tree's RSS; past the limit the kernel kills, or the watchdog SIGKILLs the group where no cgroup was made.
 
-    The whole process group is killed (and reaped) on the limit, on timeout, and if
-    this function is interrupted, so no child outlives the measurement.
+    The whole process group is killed (and reaped) on timeout, after a kernel kill, and if this
+    function is interrupted, so no child outlives the measurement; the cgroup is removed.
     """
+    with MemoryContainer(memory_limit_bytes) as container:
+        result = _run_in(container, command, memory_limit_bytes, interval_seconds, timeout_seconds, env, cwd)
+    return result
+
+
+def _run_in(container: MemoryContainer, command: list[str], memory_limit_bytes: int | None, interval_seconds: float,
+            timeout_seconds: float | None, env: dict | None, cwd: str | None) -> RunResult:
+    watchdog = memory_limit_bytes is not None and not container.kernel
     out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
-                               start_new_session=True)
+    process = subprocess.Popen(container.wrap(command), stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
+                               cwd=cwd, start_new_session=True)
     root = psutil.Process(process.pid)
     peak, samples, rss_at_kill, reason = 0, 0, None, None
     finished = threading.Event()
@@ -92,9 +115,10 @@ def run_measured(command: list[str], *, memory_limit_bytes: int | None = None, i
     try:
         while not finished.wait(interval_seconds):
             rss = _tree_rss(root)
+            container.sample()
             samples += 1
             peak = max(peak, rss)
-            if memory_limit_bytes is not None and rss > memory_limit_bytes and reason is None:
+            if watchdog and rss > memory_limit_bytes and reason is None:
                 reason, rss_at_kill = "killed", rss
                 _kill_group(process.pid)
             elif timeout_seconds is not None and time.perf_counter() - started > timeout_seconds and reason is None:
@@ -111,6 +135,9 @@ def run_measured(command: list[str], *, memory_limit_bytes: int | None = None, i
     status_word, usage = rusage_box["status"], rusage_box["usage"]
     process.returncode = os.waitstatus_to_exitcode(status_word)
     code = process.returncode
+    charge = container.charge()
+    if charge is not None and charge.oom_kills and reason is None:
+        reason, rss_at_kill = "killed", peak  # the kernel ended a process of the run (not always the first one)
     if reason == "killed":
         status = f"killed: signal {-code if code < 0 else signal.SIGKILL.value}"
     elif reason == "timeout":
@@ -127,6 +154,10 @@ def run_measured(command: list[str], *, memory_limit_bytes: int | None = None, i
         peak_rss_bytes=peak, maxrss_bytes=usage.ru_maxrss * 1024,
         rss_at_kill_bytes=rss_at_kill, memory_limit_bytes=memory_limit_bytes, samples=samples,
         stdout=out.read().decode(errors="replace"), stderr=err.read().decode(errors="replace"),
+        limit_enforced_by=container.enforced_by if memory_limit_bytes is not None else None,
+        oom_kills=charge.oom_kills if charge else None, cgroup_peak_bytes=charge.peak_bytes if charge else None,
+        cgroup_anon_bytes=charge.anon_bytes if charge else None, cgroup_file_bytes=charge.file_bytes if charge else None,
+        kernel_log=container.kernel_log() if charge and charge.oom_kills else [],
     )
 
 

@@ -11,6 +11,7 @@ import memray
 import pytest
 
 from bench.compare import compare
+from bench.container import WATCHDOG, own_memory_cgroup
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,16 +73,21 @@ def test_results_carry_machine_parameters_and_plots(quick_run):
     assert not (out / "scratch").exists(), "outputs are deleted once measured"
 
 
-def test_watchdog_kills_full_load_at_the_limit(tmp_path):
-    """Full-load on a 5-minute file passes 300 MB: the watchdog kills it, as the OOM killer would."""
+def test_the_kernel_kills_full_load_at_the_limit(tmp_path):
+    """Full-load on a 5-minute file needs more than 300 MB: the kernel's OOM killer ends it in its memory cgroup
+    (the watchdog where no cgroup can be made, and the row says which)."""
     out = tmp_path / "kill"
     result = bench("run", "--sizes", "5m", "--strategies", "full-load", "--memory-limit", "300M", "--out", out,
                    "--no-plots")
     assert result.returncode == 0, result.stderr
     (row,) = json.loads((out / "results.json").read_text())["rows"]
-    assert row["status"] == "killed: signal 9" and row["returncode"] == -9
-    assert row["rss_at_kill_bytes"] > 300e6 and row["memory_limit_bytes"] == 300e6
+    assert row["status"] == "killed: signal 9" and row["returncode"] == -9 and row["memory_limit_bytes"] == 300e6
     assert "killed: signal 9" in result.stderr
+    if own_memory_cgroup() is None:
+        assert row["limit_enforced_by"] == WATCHDOG and row["rss_at_kill_bytes"] > 300e6
+    else:
+        assert row["limit_enforced_by"].startswith("kernel memcg") and row["oom_kills"] == 1
+        assert 290e6 <= row["cgroup_peak_bytes"] <= 300e6 and "Killed process" in row["kernel_log"]
 
 
 def test_compare_flags_regressions(quick_run, tmp_path):
