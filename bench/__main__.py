@@ -12,13 +12,14 @@ from . import (
     sections_speed,
     service_load,
     service_repro,
+    smallest_container,
     tune,
 )
 
 COMMANDS = {"run": harness.main, "compare": compare.main, "report": report.main, "flat-memory": flat_memory.main,
             "service-repro": service_repro.main, "service-load": service_load.main,
             "tune": tune.main, "sections": sections_speed.main, "hostile": hostile.main,
-            "same-as-service": same_as_service.main}
+            "same-as-service": same_as_service.main, "smallest-container": smallest_container.main}
 
 if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
     print(f"usage: python -m bench {{{','.join(COMMANDS)}}} ...", file=sys.stderr)

@@ -1,6 +1,7 @@
 """The memory container: a real memory cgroup, the kernel's OOM killer as judge, what the kernel charges against
 what RSS says, and no cgroup left behind, even by a harness killed midway."""
 
+import json
 import os
 import signal
 import subprocess
@@ -108,3 +109,24 @@ def test_a_group_left_by_a_harness_that_died_with_its_keeper_is_removed_by_the_n
         assert box.kernel and not stale.exists()
     assert ours() == []
 
+
+@kernel
+def test_smallest_container_finds_the_limit_the_kernel_lets_a_job_finish_in(tmp_path):
+    """``bench smallest-container``: each try a fresh run in a fresh cgroup; the smallest limit that finished,
+    with every try below it ended by the kernel (or too slow) and every try at or above it finished."""
+    from data.fetch_samples import make_sample
+
+    src = make_sample(20.0, "wav", out=tmp_path, speech="builtin")
+    done = subprocess.run([sys.executable, "-m", "bench", "smallest-container", str(src), "--resolution", "4M",
+                           "--json"], capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    tries, smallest = result["tries"], result["smallest_limit_bytes"]
+    assert result["limit_enforced_by"] in (KERNEL_V1, KERNEL_V2) and len(tries) >= 4
+    assert smallest < tries[0]["cgroup_peak_bytes"] and result["wall_seconds_at_smallest"] > 0
+    below = [t for t in tries if t["limit_bytes"] < smallest]
+    assert below and not any(t["finished"] for t in below)
+    assert all(t["oom_kills"] >= 1 or t["status"].startswith("timeout") for t in below), below
+    assert all(t["finished"] for t in tries if t["limit_bytes"] >= smallest)
+    assert max(t["limit_bytes"] for t in below) >= smallest - 4 * MB  # found to the resolution asked
+    assert ours() == []
