@@ -3,6 +3,11 @@
 Each process is started in its own session, so it and its children are stopped by
 process group; everything is stopped by process id and reaped, also on errors.
 
+A worker may run in a memory container (``memory_limit_bytes``, :class:`~bench.container.MemoryContainer`):
+the whole worker, main process, pool processes and their ffmpeg children, in one memory cgroup, as a
+container runtime puts it, and the kernel's OOM killer chooses whom to kill at the limit. Where no
+cgroup can be made, the watchdog holds that limit over the worker's tree (``tree_limit_bytes``).
+
 The watchdog holds memory the way a container does:
 
 - ``child_limit_bytes``: each pool process (with its ffmpeg children) is SIGKILLed
@@ -28,6 +33,7 @@ from pathlib import Path
 
 import psutil
 
+from .container import WATCHDOG, Charge, MemoryContainer
 from .paths import ROOT
 from .processes import free_port, wait_until
 from .rabbitmq_node import RabbitMQNode
@@ -138,6 +144,8 @@ class CeleryWorker:
         Pool processes.
     child_limit_bytes, tree_limit_bytes : int, optional
         See the module docstring.
+    memory_limit_bytes : int, optional
+        The whole worker's memory container, bytes (None: a container that only counts).
     env : dict, optional
         Extra environment (``AUDIONORM_VISIBILITY_TIMEOUT``...).
     result_backend_url : str, optional
@@ -146,10 +154,13 @@ class CeleryWorker:
 
     def __init__(self, broker_url: str, folder: Path, name: str, concurrency: int = 1,
                  child_limit_bytes: int | None = None, tree_limit_bytes: int | None = None,
-                 env: dict | None = None, interval_seconds: float = 0.02, result_backend_url: str | None = None):
+                 env: dict | None = None, interval_seconds: float = 0.02, result_backend_url: str | None = None,
+                 memory_limit_bytes: int | None = None):
         self.broker_url, self.folder, self.name, self.concurrency = broker_url, Path(folder), name, concurrency
         self.result_backend_url = result_backend_url
         self.child_limit, self.tree_limit, self.interval = child_limit_bytes, tree_limit_bytes, interval_seconds
+        self.memory_limit = memory_limit_bytes
+        self.container: MemoryContainer | None = None
         self.env = env or {}
         self.process: subprocess.Popen | None = None
         self.kills: list[dict] = []  # {"pid", "rss_bytes", "limit_bytes", "limit": "child"|"tree", "time"}
@@ -179,10 +190,13 @@ class CeleryWorker:
         if self.result_backend_url:
             env["AUDIONORM_RESULT_BACKEND"] = self.result_backend_url
         self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(
+        self.container = MemoryContainer(self.memory_limit)
+        if not self.container.kernel and self.memory_limit is not None:
+            self.tree_limit = self.memory_limit  # no cgroup here: the watchdog holds the worker's limit
+        self.process = subprocess.Popen(self.container.wrap(
             [sys.executable, "-m", "celery", "-A", "audionorm_lab.service", "worker", "--pool", "prefork",
              "--concurrency", str(self.concurrency), "--loglevel", "INFO", "--hostname", f"{self.name}@localhost",
-             "--without-mingle", "--without-gossip"],
+             "--without-mingle", "--without-gossip"]),
             stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT), start_new_session=True)
         self._watch = threading.Thread(target=self._watchdog, name=f"watchdog-{self.name}", daemon=True)
         self._watch.start()
@@ -201,9 +215,42 @@ class CeleryWorker:
         """From now on, SIGKILL a pool process whose tree passes ``limit_bytes`` (None: no limit)."""
         self.child_limit = limit_bytes
 
+    def set_memory_limit(self, limit_bytes: int | None) -> None:
+        """The whole worker's memory limit from now on (None: none): its container's, or the watchdog's."""
+        self.memory_limit = limit_bytes
+        if self.container is not None and self.container.kernel:
+            self.container.set_limit(limit_bytes)
+        else:
+            self.tree_limit = limit_bytes
+
+    @property
+    def limit_enforced_by(self) -> str | None:
+        """Who holds the worker's memory limit (see :mod:`bench.container`); None without one."""
+        if self.memory_limit is None:
+            return None
+        return self.container.enforced_by if self.container is not None else WATCHDOG
+
+    def memory_now(self) -> int:
+        """What the worker holds now, bytes: its container's charge, or its tree's RSS where no cgroup was made."""
+        charged = self.container.sample() if self.container is not None else None
+        if charged is not None:
+            return charged
+        try:
+            tree = [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]
+            return sum(p.memory_info().rss for p in tree)
+        except psutil.Error:
+            return 0
+
+    def charge(self) -> Charge | None:
+        """What the kernel charged the worker's container since :meth:`start_window` (None without a cgroup)."""
+        return self.container.charge() if self.container is not None else None
+
     def start_window(self) -> None:
-        """Start measuring :attr:`window_peaks` afresh: each pool process's peak from now on (one job's, say)."""
+        """Start measuring :attr:`window_peaks` afresh: each pool process's peak from now on (one job's, say), and
+        the container's peak."""
         self.window_peaks = {}
+        if self.container is not None:
+            self.container.start_window()
 
     def pool_pids(self) -> list[int]:
         try:
@@ -244,6 +291,8 @@ class CeleryWorker:
                     self._kill_tree(child, tree, rss, self.child_limit, "child")
                 else:
                     trees.append((rss, child, tree))
+            if self.container is not None:
+                self.container.sample()
             self.main_peak_bytes = max(self.main_peak_bytes, master_rss)
             total = master_rss + sum(rss for rss, _, _ in trees)
             self.tree_peak_bytes = max(self.tree_peak_bytes, total)
@@ -295,6 +344,8 @@ class CeleryWorker:
         self._stop_watch.set()
         if self._watch is not None and self._watch is not threading.current_thread():
             self._watch.join(5)
+        if self.container is not None:
+            self.container.close()  # what is left in it is killed, and the cgroup removed
         if self._log:
             self._log.close()
             self._log = None

@@ -82,6 +82,7 @@ class MemoryContainer:
         self.path: Path | None = None
         self.version: int | None = None
         self._split_at_most: tuple[int, int, int] | None = None  # (charged, anon, file) at the largest sample
+        self._closed_charge: Charge | None = None
         self._keeper: subprocess.Popen | None = None
         self._keeper_pipe: int | None = None
         if (force or os.environ.get(FORCE_ENV)) != WATCHDOG:
@@ -111,9 +112,30 @@ class MemoryContainer:
         except FileNotFoundError:
             return []
 
+    def set_limit(self, limit_bytes: int | None) -> None:
+        """A new limit (None: none) for what runs in the container now; the kernel reclaims down to it at once."""
+        self.limit_bytes = None if limit_bytes is None else int(limit_bytes)
+        if not self.kernel:
+            return
+        if self.limit_bytes is not None:
+            _limit(self.path, self.version, self.limit_bytes)
+        elif self.version == 1:  # memsw first: it may never be below the memory limit
+            for name in ("memory.memsw.limit_in_bytes", "memory.limit_in_bytes"):
+                if (self.path / name).exists():
+                    (self.path / name).write_text("-1")
+        else:
+            (self.path / "memory.max").write_text("max")
+
+    def start_window(self) -> None:
+        """Count the peak and its split from now on (v1 resets ``memory.max_usage_in_bytes``; v2 keeps its
+        ``memory.peak``, so there the window's peak is the largest sample)."""
+        self._split_at_most = None
+        if self.kernel and self.version == 1:
+            (self.path / "memory.max_usage_in_bytes").write_text("0")
+
     def sample(self) -> int | None:
         """Bytes charged now, its split kept where it is the most seen so far (None with the watchdog)."""
-        if not self.kernel:
+        if not self.kernel or self._closed_charge is not None:
             return None
         charged, anon, file = self._now()
         if self._split_at_most is None or charged > self._split_at_most[0]:
@@ -125,6 +147,8 @@ class MemoryContainer:
         watchdog)."""
         if not self.kernel:
             return None
+        if self._closed_charge is not None:
+            return self._closed_charge
         _, anon, file = self._split_at_most or self._now()
         if self.version == 1:
             return Charge(_number(self.path / "memory.max_usage_in_bytes"), anon, file,
@@ -153,7 +177,10 @@ class MemoryContainer:
                 if "Killed process" in line and any(f"Killed process {pid} " in line for pid in killed)]
 
     def close(self) -> None:
-        """Kill what is left in the container and remove its group; returns when the group is gone."""
+        """Kill what is left in the container and remove its group; returns when the group is gone.
+        :meth:`charge` still answers, with the figures it had then."""
+        if self.kernel and self._closed_charge is None:
+            self._closed_charge = self.charge()
         if self._keeper_pipe is not None:
             os.close(self._keeper_pipe)
             self._keeper_pipe = None
@@ -194,10 +221,13 @@ class MemoryContainer:
 
 def _limit(path: Path, version: int, limit_bytes: int) -> None:
     if version == 1:
-        (path / "memory.limit_in_bytes").write_text(str(limit_bytes))
-        memsw = path / "memory.memsw.limit_in_bytes"
-        if memsw.exists():  # the kernel accounts swap: memory + swap no more than memory alone
-            memsw.write_text(str(limit_bytes))
+        memory, memsw = path / "memory.limit_in_bytes", path / "memory.memsw.limit_in_bytes"
+        # the kernel accounts swap: memory + swap no more than memory alone; memsw may never be below memory,
+        # so memory goes first when the limit falls, memsw when it rises
+        rising = memsw.exists() and _number(memsw) < limit_bytes
+        for name in ((memsw, memory) if rising else (memory, memsw)):
+            if name.exists():
+                name.write_text(str(limit_bytes))
         return
     (path / "memory.max").write_text(str(limit_bytes))
     swap = path / "memory.swap.max"

@@ -51,12 +51,14 @@ class KillLimit:
         """Full-load's predicted peak over the limit (>= 1 + margin)."""
         return self.full_load_predicted_bytes / self.limit_bytes
 
-    def explain(self) -> str:
-        """One sentence for the notebook: the limit, and why."""
+    def explain(self, streaming: str = "streaming's measured peak",
+                full_load: str = "full-load's predicted peak ({} MB, the service's in-memory model)") -> str:
+        """One sentence for the notebook: the limit, and why (``streaming`` and ``full_load`` name the two peaks;
+        ``{}`` in ``full_load`` takes the figure)."""
         mb = 1e6
-        return (f"memory limit **{self.limit_bytes / mb:.0f} MB**: the geometric mean of streaming's measured peak "
-                f"({self.streaming_peak_bytes / mb:.0f} MB) and full-load's predicted peak "
-                f"({self.full_load_predicted_bytes / mb:.0f} MB, the service's in-memory model), so it is "
+        return (f"memory limit **{self.limit_bytes / mb:.0f} MB**: the geometric mean of {streaming} "
+                f"({self.streaming_peak_bytes / mb:.0f} MB) and "
+                f"{full_load.format(f'{self.full_load_predicted_bytes / mb:.0f}')}, so it is "
                 f"{self.streaming_headroom:.1f}x streaming's peak and full-load needs {self.full_load_excess:.1f}x it "
                 f"(each at least {1 + self.margin:.1f}x)")
 
@@ -68,6 +70,14 @@ class KillLimit:
 def full_load_predicted_bytes(seconds: float, sample_rate: int = 44100, channels: int = 2) -> int:
     """Full-load's predicted peak RSS for ``seconds`` of audio at ``sample_rate`` (Hz) and ``channels``, bytes."""
     return int(in_memory_peak_bytes(seconds * sample_rate * channels * 4))
+
+
+def worker_full_load_predicted_bytes(idle_worker_bytes: float, seconds: float, sample_rate: int = 44100,
+                                     channels: int = 2) -> int:
+    """Full-load's predicted peak for a whole worker in a memory container, bytes: the idle worker (main and pool
+    processes, shared pages once, as measured) plus a pool process's predicted peak for ``seconds`` of audio (the
+    in-memory model counts its whole RSS, imports included, so it errs high: the limit errs towards streaming)."""
+    return int(idle_worker_bytes) + full_load_predicted_bytes(seconds, sample_rate, channels)
 
 
 def between(streaming_peak_bytes: float, full_load_predicted_bytes: float, margin: float = MARGIN) -> KillLimit:

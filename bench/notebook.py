@@ -18,6 +18,7 @@ import numpy as np
 from audionorm_lab import normalize_array, probe
 
 from . import kill_limit
+from .container import WATCHDOG
 from .measure import IMPORT_FLOOR_COMMAND, parse_limit, run_measured
 from .paths import ROOT
 
@@ -96,6 +97,21 @@ def speed_over(rows: list[dict], anchor: str, strategy: str = "streaming") -> di
     return {size: {"wall": r["wall_seconds"] / done[(anchor, size)]["wall_seconds"],
                    "cpu": r["cpu_seconds"] / done[(anchor, size)]["cpu_seconds"]}
             for (name, size), r in done.items() if name == strategy and (anchor, size) in done}
+
+
+def killer(run: dict) -> str:
+    """Who held a run's memory limit, in words (``run``: a bench row or a service outcome)."""
+    if run.get("limit_enforced_by") in (None, WATCHDOG):
+        return "the harness's RSS watchdog (no memory cgroup could be made here)"
+    return f"the kernel's OOM killer ({run['limit_enforced_by']})"
+
+
+def killed_at_limit(run: dict) -> bool:
+    """Whether a bench row's run was killed at its memory limit by whoever held it: signal 9, and where a memory
+    cgroup held the limit, at least one OOM kill the kernel counted there."""
+    if run["status"] != "killed: signal 9":
+        return False
+    return run.get("limit_enforced_by") == WATCHDOG or (run.get("oom_kills") or 0) >= 1
 
 
 def service_repro(duration: str = "5m", memory_limit: str = "auto") -> dict:

@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from bench import history, index_page
+from bench.container import own_memory_cgroup
 from bench.machine import describe
 from bench.report import NOTEBOOKS, execute
 from conftest import CHROMEDRIVER, CHROMIUM
@@ -76,6 +77,11 @@ def test_01_reproduce_oom(reports):
     worker = values["service_limit"]
     assert worker["chosen"] == "derived" and worker["limit_bytes"] > values["service"]["streaming"]["pool_peak_rss_bytes"]
     assert values["service"]["as it was"]["status"] == "FAILURE"
+    if own_memory_cgroup() is not None:  # the kernel is the judge, in the harness and on the real worker
+        assert "by the kernel's OOM killer" in claims["full_load_killed_in_harness"]["text"]
+        as_it_was = values["service"]["as it was"]
+        assert as_it_was["limit_enforced_by"].startswith("kernel memcg") and as_it_was["oom_kills"] == 1
+        assert values["service"]["streaming"]["oom_kills"] == 0
     assert "signal 9 (SIGKILL)" in claims["worker_sigkilled"]["figure"]
     redelivered = values["service"]["full-load, redelivered"]["delivery"]
     assert redelivered["delivery"] == 2 and "lost its worker" in redelivered["mode_changed_because"]

@@ -13,6 +13,7 @@ from billiard.exceptions import WorkerLostError
 
 from audionorm_lab import integrated_loudness
 from audionorm_lab.io import partial_outputs
+from bench.container import WATCHDOG
 from bench.service_repro import Service
 from conftest import leftovers
 from data.fetch_samples import make_sample
@@ -51,11 +52,15 @@ def test_full_load_kills_the_worker_and_streaming_survives_on_the_same_worker(se
     assert old["status"] == "FAILURE" and old["worker_lost"], old
     assert any("exited with 'signal 9 (SIGKILL)'" in line for line in old["log_lines"])
     assert any("WorkerLostError" in line for line in old["log_lines"])
-    assert service.kills and service.kills[-1]["rss_bytes"] > LIMIT
+    if old["limit_enforced_by"] == WATCHDOG:  # no cgroup here: the watchdog killed the pool process
+        assert service.kills and service.kills[-1]["rss_bytes"] > LIMIT
+    else:  # the kernel's OOM killer, in the worker's memory cgroup, chose the pool process
+        assert old["oom_kills"] == 1 and any("Killed process" in line for line in old["kernel_log"]), old
     assert not (tmp_path / "old.wav").exists() and leftovers(tmp_path) == []
     new = service.submit(five_minutes, tmp_path / "new.wav", "streaming")
     assert new["status"] == "SUCCESS", new
     assert new["pool_peak_rss_bytes"] < LIMIT and new["worker_alive"] and service.worker.pid == master
+    assert not new["oom_kills"] and (new["worker_charged_peak_bytes"] or 0) <= LIMIT
     assert abs(new["report"]["loudness_out_lufs"] - new["report"]["target_lufs"]) <= 0.5
 
 
