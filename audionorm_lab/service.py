@@ -32,6 +32,10 @@ Settings come from the environment:
   restores anything until it expires: kombu's default of 300 s would hold a cold
   shutdown's jobs back five minutes beyond the visibility timeout.
 
+Each pool process raises its own ``oom_score_adj`` when it starts (:mod:`audionorm_lab.oom_score`): at a
+container's limit the kernel's OOM killer takes a pool process, whose job is delivered again, before the
+worker's main process, whose loss would stop every job on the worker.
+
 Admission (:mod:`audionorm_lab.admission`): before anything decodes, in every mode
 (``full-load`` included), the task checks the job's paths against the storage root, that
 its input is a media container on the allowlist and not a playlist or another
@@ -69,6 +73,7 @@ import os
 from billiard.exceptions import WorkerLostError
 from celery import Celery, states
 from celery.exceptions import Ignore
+from celery.signals import worker_process_init
 
 from .admission import Limits, admit
 from .broker import DEFAULT_BROKER_URL, broker_settings
@@ -80,6 +85,7 @@ from .delivery import (
     RunInProgress,
 )
 from .errors import AudionormError
+from .oom_score import raise_own_oom_score
 from .options import NormalizeOptions
 from .processor import AudioJob, AudioProcessor
 from .progress import TaskProgress
@@ -93,6 +99,11 @@ app.conf.update(
                       os.environ.get("AUDIONORM_RESULT_BACKEND")),
     task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1, result_extended=True,
 )
+
+
+@worker_process_init.connect
+def _pool_process_before_main_for_the_oom_killer(**_) -> None:
+    raise_own_oom_score()  # see audionorm_lab.oom_score
 
 
 @functools.cache

@@ -64,6 +64,15 @@ def test_full_load_kills_the_worker_and_streaming_survives_on_the_same_worker(se
     assert abs(new["report"]["loudness_out_lufs"] - new["report"]["target_lufs"]) <= 0.5
 
 
+def test_the_oom_killer_takes_a_pool_process_before_the_main_process(service):
+    """Each pool process raised its own oom_score_adj when it started; the main process kept the one it was given."""
+    def score(pid):
+        return int(open(f"/proc/{pid}/oom_score_adj").read())
+
+    main, pools = score(service.worker.pid), [score(pid) for pid in service.pool_pids()]
+    assert pools and all(adj == min(1000, main + 500) for adj in pools), (main, pools)
+
+
 def test_the_error_class_is_a_worker_lost_error():
     from audionorm_lab.service import JobKilledWorkerError
 
