@@ -135,6 +135,12 @@ def service_load(out: str | Path, **options) -> dict:
     return json.loads(_bench("service-load", ["--out", str(out), "--json"], **options).stdout)
 
 
+def smallest_container(path: str | Path, **options) -> dict:
+    """``python -m bench smallest-container PATH --json`` with ``options`` (strategy="streaming", compat="service",
+    resolution="4M"...); its result. Raises if the command fails."""
+    return json.loads(_bench("smallest-container", [str(path), "--json"], **options).stdout)
+
+
 def import_floor_bytes(repeat: int = 3) -> float:
     """Peak RSS of a fresh Python that imports what a streaming run imports (median of ``repeat``):
     :data:`bench.measure.IMPORT_FLOOR_COMMAND`."""
