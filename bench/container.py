@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,16 +116,8 @@ class MemoryContainer:
     def set_limit(self, limit_bytes: int | None) -> None:
         """A new limit (None: none) for what runs in the container now; the kernel reclaims down to it at once."""
         self.limit_bytes = None if limit_bytes is None else int(limit_bytes)
-        if not self.kernel:
-            return
-        if self.limit_bytes is not None:
+        if self.kernel:
             _limit(self.path, self.version, self.limit_bytes)
-        elif self.version == 1:  # memsw first: it may never be below the memory limit
-            for name in ("memory.memsw.limit_in_bytes", "memory.limit_in_bytes"):
-                if (self.path / name).exists():
-                    (self.path / name).write_text("-1")
-        else:
-            (self.path / "memory.max").write_text("max")
 
     def start_window(self) -> None:
         """Count the peak and its split from now on (v1 resets ``memory.max_usage_in_bytes``; v2 keeps its
@@ -171,9 +164,12 @@ class MemoryContainer:
             log = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10).stdout
         except (OSError, subprocess.SubprocessError):
             return []
-        relative = "/" + self.path.name
-        killed = {m.group(1) for m in re.finditer(rf"task_memcg=\S*{re.escape(relative)},task=\S+,pid=(\d+)", log)}
-        return [line.split("] ", 1)[-1] for line in log.splitlines()
+        # lines since the group was made: an older group of the same name (a pid used again) is not this one
+        since = [line for line in log.splitlines() if _log_seconds(line) >= self._made_at - 1.0]
+        text = "\n".join(since)
+        killed = {m.group(1) for m in re.finditer(rf"task_memcg=\S*/{re.escape(self.path.name)},task=\S+,pid=(\d+)",
+                                                  text)}
+        return [line.split("] ", 1)[-1] for line in since
                 if "Killed process" in line and any(f"Killed process {pid} " in line for pid in killed)]
 
     def close(self) -> None:
@@ -216,20 +212,21 @@ class MemoryContainer:
         self._keeper = subprocess.Popen(["/bin/sh", "-c", _KEEPER, "keeper", str(path)], stdin=read_end,
                                         start_new_session=True)  # a Ctrl-C at the terminal does not reach it
         os.close(read_end)
-        self.path, self.version = path, version
+        self.path, self.version, self._made_at = path, version, time.monotonic()
 
 
-def _limit(path: Path, version: int, limit_bytes: int) -> None:
+def _limit(path: Path, version: int, limit_bytes: int | None) -> None:
+    """Write the group's limit (None: none)."""
     if version == 1:
         memory, memsw = path / "memory.limit_in_bytes", path / "memory.memsw.limit_in_bytes"
         # the kernel accounts swap: memory + swap no more than memory alone; memsw may never be below memory,
         # so memory goes first when the limit falls, memsw when it rises
-        rising = memsw.exists() and _number(memsw) < limit_bytes
+        rising = memsw.exists() and (limit_bytes is None or _number(memsw) < limit_bytes)
         for name in ((memsw, memory) if rising else (memory, memsw)):
             if name.exists():
-                name.write_text(str(limit_bytes))
+                name.write_text("-1" if limit_bytes is None else str(limit_bytes))
         return
-    (path / "memory.max").write_text(str(limit_bytes))
+    (path / "memory.max").write_text("max" if limit_bytes is None else str(limit_bytes))
     swap = path / "memory.swap.max"
     if swap.exists():
         swap.write_text("0")
@@ -311,6 +308,12 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _log_seconds(line: str) -> float:
+    """The time of a kernel log line (``[  852.398378] ...``: seconds since boot, the monotonic clock's)."""
+    match = re.match(r"\[\s*(\d+\.\d+)\]", line)
+    return float(match.group(1)) if match else 0.0
 
 
 def _stat(path: Path) -> dict[str, int]:
