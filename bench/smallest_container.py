@@ -7,8 +7,9 @@ Each try is a fresh ``audionorm-lab normalize`` in a fresh memory cgroup (bench.
 kernel charges what the job's processes touch, page cache included, reclaims what it can as
 the limit tightens, and its OOM killer ends the job when nothing is left to reclaim. A first
 run without pressure (under the harness's default limit) measures what the kernel charges
-when it has room; then the limit is halved towards the smallest that still finishes, to
-``--resolution``. Near that limit the job slows (reclaim, then refaults: thrashing): every
+when it has room, and how much of it is anonymous memory; limits from 1.5 times that up
+(doubling) find one the job finishes in, and a bisection then narrows down to the smallest
+that still finishes, to ``--resolution``. Near that limit the job slows (reclaim, then refaults: thrashing): every
 try's wall time is kept, and a try that takes more than ``--slowdown`` times the run without
 pressure counts as not finishing. Prints the smallest limit in MB with the wall time at
 each try; ``--json`` prints the whole result. Exit 2 when the job does not finish even
@@ -40,6 +41,7 @@ class Try:
     status: str
     wall_seconds: float
     cgroup_peak_bytes: int | None
+    anon_bytes: int | None  # anonymous memory charged at the most-charged sample
     peak_rss_bytes: int
     oom_kills: int | None
     limit_enforced_by: str | None
@@ -54,18 +56,27 @@ def attempt(command: list[str], limit_bytes: int, timeout_seconds: float | None)
     """One fresh run of ``command`` in a fresh container of ``limit_bytes``."""
     run = run_measured(command, memory_limit_bytes=limit_bytes, timeout_seconds=timeout_seconds)
     return Try(limit_bytes, run.status == "ok", run.status, run.wall_seconds, run.cgroup_peak_bytes,
-               run.peak_rss_bytes, run.oom_kills, run.limit_enforced_by)
+               run.cgroup_anon_bytes, run.peak_rss_bytes, run.oom_kills, run.limit_enforced_by)
 
 
 def search(command: list[str], resolution_bytes: int, slowdown: float, ceiling_bytes: int) -> list[Try]:
-    """The tries: one under ``ceiling_bytes``, then a bisection between nothing and what it was charged."""
+    """The tries: one under ``ceiling_bytes``, then limits from 1.5x its anonymous memory up (doubling) until one
+    finishes, then a bisection between the largest that failed and the smallest that finished. (What the kernel
+    charged with room is mostly page cache on a long file, gigabytes of it: it says little of what is needed.)"""
     roomy = attempt(command, ceiling_bytes, None)
     tries = [roomy]
     if not roomy.finished:
         return tries
     timeout = slowdown * roomy.wall_seconds + 30.0
-    fits = roomy.cgroup_peak_bytes or roomy.peak_rss_bytes  # what the kernel charged with room: enough
-    fails = 0
+    charged = roomy.cgroup_peak_bytes or roomy.peak_rss_bytes
+    fits, fails = charged, 0
+    guess = int(1.5 * (roomy.anon_bytes or charged))
+    while guess < fits:
+        tries.append(attempt(command, guess, timeout))
+        if tries[-1].finished:
+            fits = guess
+        else:
+            fails, guess = guess, 2 * guess
     while fits - fails > resolution_bytes:
         middle = (fits + fails) // 2
         tries.append(attempt(command, middle, timeout))
