@@ -64,7 +64,8 @@ def headlines(runs: list[NotebookRun]) -> list[tuple[str, str]]:
     limit = oom.get("memory_limit_bytes")
     for size, full_mb in (oom.get("full_load_peak_rss_mb") or {}).items():
         status = (oom.get("full_load_status") or {}).get(size, "")
-        full = f"killed at {full_mb:.0f} MB" if status.startswith("killed") else f"{full_mb:.0f} MB"
+        full = (f"killed at the limit (its RSS last seen at {full_mb:.0f} MB)" if status.startswith("killed")
+                else f"{full_mb:.0f} MB")
         streaming = (oom.get("streaming_peak_rss_mb") or {}).get(size)
         rows.append((f"peak RSS on {size}, full-load against streaming (limit {_mb(limit and limit / MB)})",
                      f"{full} against {_mb(streaming)}"))
