@@ -131,7 +131,7 @@ class RedisServer:
 
 
 class CeleryWorker:
-    """One ``celery -A audionorm_lab.service worker --pool prefork`` and its memory watchdog.
+    """One ``celery -A audionorm_lab.service worker --pool prefork`` in its memory container, with its watchdog.
 
     Parameters
     ----------
