@@ -34,6 +34,7 @@ from pathlib import Path
 import psutil
 
 from .container import WATCHDOG, Charge, MemoryContainer
+from .measure import tree_rss
 from .paths import ROOT
 from .processes import free_port, wait_until
 from .rabbitmq_node import RabbitMQNode
@@ -236,8 +237,7 @@ class CeleryWorker:
         if charged is not None:
             return charged
         try:
-            tree = [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]
-            return sum(p.memory_info().rss for p in tree)
+            return tree_rss(psutil.Process(self.process.pid))
         except psutil.Error:
             return 0
 

@@ -56,8 +56,8 @@ class RunResult:
     limit_enforced_by: str | None = None  # "kernel memcg v1" | "kernel memcg v2" | "watchdog"; None: no limit
     oom_kills: int | None = None  # processes the kernel's OOM killer ended in the run's cgroup; None: no cgroup
     cgroup_peak_bytes: int | None = None  # the most the kernel charged the cgroup (anon, page cache, kernel)
-    cgroup_anon_bytes: int | None = None  # anonymous memory charged at the end
-    cgroup_file_bytes: int | None = None  # page cache charged at the end (reclaimed before anyone is killed)
+    cgroup_anon_bytes: int | None = None  # anonymous memory charged, at the most-charged sample
+    cgroup_file_bytes: int | None = None  # page cache charged then (reclaimed before anyone is killed)
     kernel_log: list[str] = field(default_factory=list)  # the kernel's lines on its kills, where readable
     stdout: str = field(repr=False, default="")
     stderr: str = field(repr=False, default="")
@@ -66,7 +66,8 @@ class RunResult:
         return asdict(self)
 
 
-def _tree_rss(root: psutil.Process) -> int:
+def tree_rss(root: psutil.Process) -> int:
+    """The RSS of ``root`` and all its descendants now, bytes (0 once it has gone)."""
     total = 0
     try:
         processes = [root, *root.children(recursive=True)]
@@ -114,7 +115,7 @@ def _run_in(container: MemoryContainer, command: list[str], memory_limit_bytes: 
     reaper.start()
     try:
         while not finished.wait(interval_seconds):
-            rss = _tree_rss(root)
+            rss = tree_rss(root)
             container.sample()
             samples += 1
             peak = max(peak, rss)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from audionorm_lab import probe
 
+from .flat_memory import normalize_command
 from .measure import default_memory_limit, parse_limit, run_measured
 
 MB = 10**6
@@ -45,11 +46,6 @@ class Try:
     peak_rss_bytes: int
     oom_kills: int | None
     limit_enforced_by: str | None
-
-
-def normalize_command(path: Path, output: Path, strategy: str, compat: str) -> list[str]:
-    return [sys.executable, "-m", "audionorm_lab", "normalize", str(path), str(output), "--strategy", strategy,
-            "--compat", compat, "--quiet"]
 
 
 def attempt(command: list[str], limit_bytes: int, timeout_seconds: float | None) -> Try:
@@ -108,7 +104,7 @@ def main(argv=None) -> int:
         print(f"smallest-container: no such file: {args.file}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="smallest-container-") as scratch:
-        command = normalize_command(args.file, Path(scratch) / "out.wav", args.strategy, args.compat)
+        command = [*normalize_command(args.file, Path(scratch) / "out.wav", args.strategy), "--compat", args.compat]
         tries = search(command, parse_limit(args.resolution), args.slowdown, default_memory_limit())
     best = smallest(tries)
     result = {"file": str(args.file), "strategy": args.strategy, "compat": args.compat,
