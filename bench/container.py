@@ -130,9 +130,9 @@ class MemoryContainer:
         """Bytes charged now, its split kept where it is the most seen so far (None with the watchdog)."""
         if not self.kernel or self._closed_charge is not None:
             return None
-        charged, anon, file = self._now()
-        if self._split_at_most is None or charged > self._split_at_most[0]:
-            self._split_at_most = (charged, anon, file)
+        charged = self._charged_now()
+        if self._split_at_most is None or charged > self._split_at_most[0]:  # memory.stat read only then
+            self._split_at_most = (charged, *self._split_now())
         return charged
 
     def charge(self) -> Charge | None:
@@ -142,7 +142,7 @@ class MemoryContainer:
             return None
         if self._closed_charge is not None:
             return self._closed_charge
-        _, anon, file = self._split_at_most or self._now()
+        _, anon, file = self._split_at_most or (0, *self._split_now())
         if self.version == 1:
             return Charge(_number(self.path / "memory.max_usage_in_bytes"), anon, file,
                           _stat(self.path / "memory.oom_control").get("oom_kill", 0))
@@ -150,11 +150,15 @@ class MemoryContainer:
         return Charge(_number(peak if peak.exists() else self.path / "memory.current"), anon, file,
                       _stat(self.path / "memory.events").get("oom_kill", 0))
 
-    def _now(self) -> tuple[int, int, int]:
+    def _charged_now(self) -> int:
+        return _number(self.path / ("memory.usage_in_bytes" if self.version == 1 else "memory.current"))
+
+    def _split_now(self) -> tuple[int, int]:
+        """(anonymous, page cache) charged now, bytes."""
         stat = _stat(self.path / "memory.stat")
         if self.version == 1:
-            return _number(self.path / "memory.usage_in_bytes"), stat.get("total_rss", 0), stat.get("total_cache", 0)
-        return _number(self.path / "memory.current"), stat.get("anon", 0), stat.get("file", 0)
+            return stat.get("total_rss", 0), stat.get("total_cache", 0)
+        return stat.get("anon", 0), stat.get("file", 0)
 
     def kernel_log(self) -> list[str]:
         """The kernel's own lines on the OOM kills in this container, where the machine lets us read its log."""
@@ -291,13 +295,19 @@ def remove_stale(parent: Path) -> list[Path]:
     group. The groups removed."""
     removed = []
     for group in parent.glob(f"{PREFIX}*"):
-        match = re.fullmatch(rf"{PREFIX}(\d+)-\d+", group.name)
-        if not match or _alive(int(match.group(1))):
+        owner = owner_pid(group)
+        if owner is None or _alive(owner):
             continue
         subprocess.run(["/bin/sh", "-c", _KEEPER, "keeper", str(group)], stdin=subprocess.DEVNULL, check=False)
         if not group.exists():
             removed.append(group)
     return removed
+
+
+def owner_pid(group: Path) -> int | None:
+    """The pid of the harness that made ``group`` (``audionorm-bench-<pid>-<n>``); None for a name not of ours."""
+    match = re.fullmatch(rf"{PREFIX}(\d+)-\d+", group.name)
+    return int(match.group(1)) if match else None
 
 
 def _alive(pid: int) -> bool:

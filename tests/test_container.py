@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bench.container import KERNEL_V1, KERNEL_V2, PREFIX, WATCHDOG, MemoryContainer, own_memory_cgroup
+from bench.container import KERNEL_V1, KERNEL_V2, PREFIX, WATCHDOG, MemoryContainer, owner_pid, own_memory_cgroup
 from bench.measure import run_measured
 
 MB = 10**6
@@ -30,12 +30,7 @@ print("done")
 def ours() -> list:
     """The groups left by this process or by a harness that has ended (not those of the suite's other worker)."""
     groups = sorted(CGROUP[0].glob(f"{PREFIX}*")) if CGROUP else []
-    return [g for g in groups if int(g.name[len(PREFIX):].split("-")[0]) in (os.getpid(), *ended_harnesses(groups))]
-
-
-def ended_harnesses(groups: list) -> set:
-    owners = {int(g.name[len(PREFIX):].split("-")[0]) for g in groups}
-    return {pid for pid in owners if not os.path.exists(f"/proc/{pid}")}
+    return [g for g in groups if owner_pid(g) == os.getpid() or not os.path.exists(f"/proc/{owner_pid(g)}")]
 
 
 @kernel
