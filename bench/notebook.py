@@ -106,12 +106,16 @@ def killer(run: dict) -> str:
     return f"the kernel's OOM killer ({run['limit_enforced_by']})"
 
 
-def killed_at_limit(run: dict) -> bool:
-    """Whether a bench row's run was killed at its memory limit by whoever held it: signal 9, and where a memory
-    cgroup held the limit, at least one OOM kill the kernel counted there."""
-    if run["status"] != "killed: signal 9":
-        return False
+def kill_counted(run: dict) -> bool:
+    """Whether whoever held a run's memory limit counted a kill (``run``: a bench row or a service outcome): the
+    watchdog did the killing itself; where a memory cgroup held the limit, the kernel counted an OOM kill there."""
     return run.get("limit_enforced_by") == WATCHDOG or (run.get("oom_kills") or 0) >= 1
+
+
+def killed_at_limit(run: dict) -> bool:
+    """Whether a bench row's run was killed at its memory limit by whoever held it: signal 9, and the kill
+    counted (:func:`kill_counted`)."""
+    return run["status"] == "killed: signal 9" and kill_counted(run)
 
 
 def service_repro(duration: str = "5m", memory_limit: str = "auto") -> dict:
