@@ -34,7 +34,9 @@ Settings come from the environment:
 
 Each pool process raises its own ``oom_score_adj`` when it starts (:mod:`audionorm_lab.oom_score`): at a
 container's limit the kernel's OOM killer takes a pool process, whose job is delivered again, before the
-worker's main process, whose loss would stop every job on the worker.
+worker's main process, whose loss would stop every job on the worker. Pool processes share what the main
+process imported, run a job's chain on their share of the cores, and hand their heap back after each job
+(:mod:`audionorm_lab.pool_memory`), so more of them fit a container.
 
 Admission (:mod:`audionorm_lab.admission`): before anything decodes, in every mode
 (``full-load`` included), the task checks the job's paths against the storage root, that
@@ -86,6 +88,8 @@ from .delivery import (
 )
 from .errors import AudionormError
 from .oom_score import raise_own_oom_score
+from .pool_memory import install as install_pool_memory
+from .pool_memory import job_threads
 from .options import NormalizeOptions
 from .processor import AudioJob, AudioProcessor
 from .progress import TaskProgress
@@ -99,6 +103,9 @@ app.conf.update(
                       os.environ.get("AUDIONORM_RESULT_BACKEND")),
     task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1, result_extended=True,
 )
+
+
+install_pool_memory()
 
 
 @worker_process_init.connect
@@ -153,7 +160,8 @@ def normalize_audio(self, input_file: str, output_file: str, options: dict | Non
     ``on_worker_lost``: ``"stream"`` runs a job whose worker was lost again with streaming,
     up to ``max_deliveries`` deliveries; ``"fail"`` fails its first redelivery (the service as it was).
     ``options``: fields of :class:`~audionorm_lab.options.NormalizeOptions`; ``compat`` defaults to
-    ``"service"`` here, so every mode writes the service's file (pydub's decode and 16-bit export).
+    ``"service"`` here, so every mode writes the service's file (pydub's decode and 16-bit export), and
+    ``workers`` to the pool process's share of the cores (:func:`~audionorm_lab.pool_memory.job_threads`).
     Bad input raises the :class:`~audionorm_lab.errors.AudionormError` that says why; the
     worker process survives it.
     """
@@ -162,7 +170,7 @@ def normalize_audio(self, input_file: str, output_file: str, options: dict | Non
     if _already_ended(self):
         raise Ignore()  # a late copy of a job that already ended (its acknowledgement was lost)
     limits = Limits.from_environment()
-    admitted = admit(input_file, output_file, NormalizeOptions(**{"compat": "service", **(options or {})}), limits)
+    admitted = admit(input_file, output_file, NormalizeOptions(**{"compat": "service", "workers": job_threads(), **(options or {})}), limits)
     input_file, output_file = str(admitted.input_file), str(admitted.output_file)
     ledger = DeliveryLedger(ledger_client(self.app.conf.result_backend), max_deliveries=max_deliveries,
                             on_worker_lost=on_worker_lost)
