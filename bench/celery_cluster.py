@@ -3,20 +3,13 @@
 Each process is started in its own session, so it and its children are stopped by
 process group; everything is stopped by process id and reaped, also on errors.
 
-A worker may run in a memory container (``memory_limit_bytes``, :class:`~bench.container.MemoryContainer`):
+A worker runs in a memory container (``memory_limit_bytes``, :class:`~bench.container.MemoryContainer`):
 the whole worker, main process, pool processes and their ffmpeg children, in one memory cgroup, as a
 container runtime puts it, and the kernel's OOM killer chooses whom to kill at the limit. Where no
-cgroup can be made, the watchdog holds that limit over the worker's tree (``tree_limit_bytes``).
-
-The watchdog holds memory the way a container does:
-
-- ``child_limit_bytes``: each pool process (with its ffmpeg children) is SIGKILLed
-  when its RSS passes the limit, as the OOM killer does to a process in a
-  per-process limit;
-- ``tree_limit_bytes``: when the worker's whole tree (main process and every pool
-  process) passes the limit, the largest pool process is SIGKILLed, as the
-  cgroup OOM killer picks its victim. RSS sums count pages shared after the fork
-  once per process, so this is the cautious side of what a cgroup would charge.
+cgroup can be made, the harness's watchdog holds that limit over the worker's tree: when the main
+process and every pool process together pass it, the largest pool process is SIGKILLed, as the cgroup
+OOM killer picks its victim. RSS sums count pages shared after the fork once per process, so the
+watchdog is the cautious side of what a cgroup would charge.
 """
 
 from __future__ import annotations
@@ -143,10 +136,9 @@ class CeleryWorker:
         The worker's node name (``name@localhost``); unique among live workers.
     concurrency : int
         Pool processes.
-    child_limit_bytes, tree_limit_bytes : int, optional
-        See the module docstring.
     memory_limit_bytes : int, optional
-        The whole worker's memory container, bytes (None: a container that only counts).
+        The whole worker's memory container, bytes (None: a container that only counts); the watchdog holds
+        it where no cgroup can be made (see the module docstring).
     env : dict, optional
         Extra environment (``AUDIONORM_VISIBILITY_TIMEOUT``...).
     result_backend_url : str, optional
@@ -154,17 +146,16 @@ class CeleryWorker:
     """
 
     def __init__(self, broker_url: str, folder: Path, name: str, concurrency: int = 1,
-                 child_limit_bytes: int | None = None, tree_limit_bytes: int | None = None,
                  env: dict | None = None, interval_seconds: float = 0.02, result_backend_url: str | None = None,
                  memory_limit_bytes: int | None = None):
         self.broker_url, self.folder, self.name, self.concurrency = broker_url, Path(folder), name, concurrency
         self.result_backend_url = result_backend_url
-        self.child_limit, self.tree_limit, self.interval = child_limit_bytes, tree_limit_bytes, interval_seconds
-        self.memory_limit = memory_limit_bytes
+        self.interval, self.memory_limit = interval_seconds, memory_limit_bytes
+        self.tree_limit: int | None = None  # the watchdog's, where no cgroup holds memory_limit
         self.container: MemoryContainer | None = None
         self.env = env or {}
         self.process: subprocess.Popen | None = None
-        self.kills: list[dict] = []  # {"pid", "rss_bytes", "limit_bytes", "limit": "child"|"tree", "time"}
+        self.kills: list[dict] = []  # the watchdog's: {"pid", "rss_bytes", "limit_bytes", "time"}
         self.child_peaks: dict[int, int] = {}  # pool process pid -> peak RSS of its tree, bytes
         self.window_peaks: dict[int, int] = {}  # the same since the last start_window()
         self.tree_peak_bytes = 0
@@ -212,10 +203,6 @@ class CeleryWorker:
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}: {self.log_path.read_text()[-500:]}") from None
 
-    def hold_children_to(self, limit_bytes: int | None) -> None:
-        """From now on, SIGKILL a pool process whose tree passes ``limit_bytes`` (None: no limit)."""
-        self.child_limit = limit_bytes
-
     def set_memory_limit(self, limit_bytes: int | None) -> None:
         """The whole worker's memory limit from now on (None: none): its container's, or the watchdog's."""
         self.memory_limit = limit_bytes
@@ -245,6 +232,11 @@ class CeleryWorker:
         """What the kernel charged the worker's container since :meth:`start_window` (None without a cgroup)."""
         return self.container.charge() if self.container is not None else None
 
+    def oom_killed(self) -> list[dict]:
+        """The processes the kernel's OOM killer ended in the worker's container (see
+        :meth:`~bench.container.MemoryContainer.oom_killed`); none where the watchdog holds the limit."""
+        return self.container.oom_killed() if self.container is not None else []
+
     def start_window(self) -> None:
         """Start measuring :attr:`window_peaks` afresh: each pool process's peak from now on (one job's, say), and
         the container's peak."""
@@ -258,14 +250,13 @@ class CeleryWorker:
         except psutil.Error:
             return []
 
-    def _kill_tree(self, child: psutil.Process, tree: list[psutil.Process], rss: int, limit: int, kind: str) -> None:
+    def _kill_tree(self, child: psutil.Process, tree: list[psutil.Process], rss: int, limit: int) -> None:
         for p in tree:
             try:
                 p.send_signal(signal.SIGKILL)
             except psutil.Error:
                 pass
-        self.kills.append({"pid": child.pid, "rss_bytes": rss, "limit_bytes": limit, "limit": kind,
-                           "time": time.time()})
+        self.kills.append({"pid": child.pid, "rss_bytes": rss, "limit_bytes": limit, "time": time.time()})
 
     def _watchdog(self) -> None:
         try:
@@ -287,10 +278,7 @@ class CeleryWorker:
                     continue
                 self.child_peaks[child.pid] = max(self.child_peaks.get(child.pid, 0), rss)
                 self.window_peaks[child.pid] = max(self.window_peaks.get(child.pid, 0), rss)
-                if self.child_limit is not None and rss > self.child_limit:
-                    self._kill_tree(child, tree, rss, self.child_limit, "child")
-                else:
-                    trees.append((rss, child, tree))
+                trees.append((rss, child, tree))
             if self.container is not None:
                 self.container.sample()
             self.main_peak_bytes = max(self.main_peak_bytes, master_rss)
@@ -298,7 +286,7 @@ class CeleryWorker:
             self.tree_peak_bytes = max(self.tree_peak_bytes, total)
             if self.tree_limit is not None and total > self.tree_limit and trees:
                 rss, child, tree = max(trees, key=lambda t: t[0])
-                self._kill_tree(child, tree, total, self.tree_limit, "tree")
+                self._kill_tree(child, tree, total, self.tree_limit)
 
     def warm_shutdown(self) -> None:
         """SIGTERM to the main process only, as a deploy's ``docker stop`` sends it: running jobs finish,
@@ -353,19 +341,19 @@ class CeleryWorker:
 
 class Cluster:
     """A broker (Redis, or a RabbitMQ node beside the Redis that keeps results and the delivery ledger) and
-    ``workers`` Celery workers; workers may be shut down and replaced.
+    ``workers`` Celery workers, each in its own memory container of ``memory_limit_bytes`` (None: containers
+    that only count); workers may be shut down and replaced.
 
-    Every worker ever started is kept in :attr:`all_workers` (for its watchdog's kills and
-    peaks) and stopped on exit. Use as a context manager.
+    Every worker ever started is kept in :attr:`all_workers` (for its kills and peaks) and stopped on exit.
+    Use as a context manager.
     """
 
-    def __init__(self, folder: Path, workers: int = 2, concurrency: int = 2, child_limit_bytes: int | None = None,
-                 tree_limit_bytes: int | None = None, env: dict | None = None, appendonly: bool = True,
-                 broker: str = "redis"):
+    def __init__(self, folder: Path, workers: int = 2, concurrency: int = 2, memory_limit_bytes: int | None = None,
+                 env: dict | None = None, appendonly: bool = True, broker: str = "redis"):
         if broker not in BROKERS:
             raise ValueError(f"broker must be one of {', '.join(BROKERS)}, not {broker!r}")
         self.folder, self.size, self.concurrency = Path(folder), workers, concurrency
-        self.child_limit, self.tree_limit, self.env = child_limit_bytes, tree_limit_bytes, env or {}
+        self.memory_limit, self.env = memory_limit_bytes, env or {}
         self.broker = broker
         self.redis = RedisServer(self.folder / "redis", appendonly=appendonly)
         self.url = self.redis.url  # results, the delivery ledger, and the broker when it is Redis
@@ -381,8 +369,8 @@ class Cluster:
     def _new_worker(self) -> CeleryWorker:
         """A new worker, started; not yet ready (its :meth:`CeleryWorker.wait_ready` says when)."""
         worker = CeleryWorker(self.broker_url, self.folder / "workers", f"w{len(self.all_workers) + 1}",
-                              concurrency=self.concurrency, child_limit_bytes=self.child_limit,
-                              tree_limit_bytes=self.tree_limit, env=self.env, result_backend_url=self.url)
+                              concurrency=self.concurrency, memory_limit_bytes=self.memory_limit, env=self.env,
+                              result_backend_url=self.url)
         self.all_workers.append(worker)
         worker.start(wait=False)
         return worker

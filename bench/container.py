@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KERNEL_V1, KERNEL_V2, WATCHDOG = "kernel memcg v1", "kernel memcg v2", "watchdog"
+#: The kernel's log line for an OOM kill names the process: ``Killed process PID (COMMAND)``.
+KILLED_PROCESS = re.compile(r"Killed process (\d+) \(([^)]*)\)")
 #: Set to ``watchdog`` to hold every limit with the harness's RSS watchdog, as where no cgroup can be made.
 FORCE_ENV = "AUDIONORM_BENCH_LIMIT_BY"
 #: The name of every group this module makes: ``audionorm-bench-<harness pid>-<n>``.
@@ -162,6 +164,16 @@ class MemoryContainer:
 
     def kernel_log(self) -> list[str]:
         """The kernel's own lines on the OOM kills in this container, where the machine lets us read its log."""
+        return [line.split("] ", 1)[-1] for line in self._kill_lines()]
+
+    def oom_killed(self) -> list[dict]:
+        """The processes the kernel's OOM killer ended in this container, from its log: ``pid``, ``command``
+        and ``time`` (seconds since the epoch)."""
+        since_boot_to_epoch = time.time() - time.monotonic()
+        return [{"pid": int(m.group(1)), "command": m.group(2), "time": _log_seconds(line) + since_boot_to_epoch}
+                for line in self._kill_lines() for m in KILLED_PROCESS.finditer(line)]
+
+    def _kill_lines(self) -> list[str]:
         if not self.kernel:
             return []
         try:
@@ -173,7 +185,7 @@ class MemoryContainer:
         text = "\n".join(since)
         killed = {m.group(1) for m in re.finditer(rf"task_memcg=\S*/{re.escape(self.path.name)},task=\S+,pid=(\d+)",
                                                   text)}
-        return [line.split("] ", 1)[-1] for line in since
+        return [line for line in since
                 if "Killed process" in line and any(f"Killed process {pid} " in line for pid in killed)]
 
     def close(self) -> None:

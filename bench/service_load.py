@@ -1,15 +1,17 @@
 """python -m bench service-load: many jobs on several real Celery workers, with faults injected; every job checked.
 
     python -m bench service-load [--workers 2] [--concurrency 2] [--jobs 40] [--durations 30s,2m,10m,20m]
-        [--mode auto|streaming|full-load] [--memory-limit 600M] [--faults kill-child,restart-broker,...]
+        [--mode auto|streaming|full-load] [--memory-limit 1200M] [--faults kill-child,restart-broker,...]
         [--fault-every 20s] [--fault-rounds 2] [--deadline 15m] [--out DIR] [--quick] [--capacity]
         [--broker redis|rabbitmq]
 
 It starts a real ``redis-server`` (``appendonly yes``, as production runs it; with ``--broker rabbitmq``
 also a private RabbitMQ node, the broker, while Redis keeps results and the delivery ledger) and
-``--workers`` real ``celery worker --pool prefork --concurrency N`` processes, each
-pool process held to ``--memory-limit`` by the harness's watchdog (SIGKILL, as the
-OOM killer). ``--jobs`` jobs are submitted at once, cycling through mp3 samples of
+``--workers`` real ``celery worker --pool prefork --concurrency N`` processes, each in a memory
+container of ``--memory-limit`` (:class:`~bench.container.MemoryContainer`: a memory cgroup, the
+whole worker inside, the kernel's OOM killer at its limit; the harness's watchdog where no cgroup
+can be made). ``auto`` jobs keep a file in memory only when its in-memory peak fits the per-process
+share of that limit (``AUDIONORM_MEMORY_LIMIT``). ``--jobs`` jobs are submitted at once, cycling through mp3 samples of
 ``--durations`` (made by ``data/fetch_samples.py``), plus ``--bad-inputs`` deliberately
 bad ones (a text file, a missing file) that must fail with their clear error while
 their pool process lives. Faults (:mod:`bench.faults`) are injected in turn every
@@ -26,13 +28,13 @@ loudness at the target +-0.5 LU), the delivery ledger is read, and
 reasons), ``lost`` (no final state by ``--deadline``), ``ran_more_than_once`` (jobs
 whose processing finished more than once), ``ran_concurrently`` (jobs with two runs
 alive at once), ``partial_outputs`` (files at output paths that are not complete,
-valid audio), ``leftover_temporaries``, ``faults_injected``, ``max_child_rss_bytes``,
+valid audio), ``leftover_temporaries``, ``faults_injected``, ``oom_kills`` (the kernel's) and
+``watchdog_kills``, ``limit_enforced_by``, ``max_child_rss_bytes``,
 ``max_worker_tree_rss_bytes``, ``audio_seconds_per_wall_second``, ``wall_seconds``,
 ``finished_by_streaming_fallback`` and a per-job timeline.
 
 ``--capacity`` sweeps one worker at concurrency 1, 2 and 4 (``--capacity-concurrency``) for
-``auto``, ``streaming`` and ``full-load``, with ``--memory-limit`` on the worker's whole tree (a container's
-limit), no faults, and writes ``DIR/capacity.json``: for each mode, the largest
+``auto``, ``streaming`` and ``full-load``, in a container of ``--memory-limit``, no faults, and writes ``DIR/capacity.json``: for each mode, the largest
 concurrency that finished every job, the largest without a kill, and jobs per minute.
 """
 
@@ -64,9 +66,9 @@ CAPACITY_MODES = ("auto", "streaming", "full-load")
 LOUDNESS_TOLERANCE_LU = 0.5
 #: The ``quick`` preset: a few short jobs, one fault of each kind; it runs in the test suite.
 QUICK = {"workers": 2, "concurrency": 2, "jobs": 8, "durations": "1m,3m", "fault_every": "2s", "fault_rounds": 1,
-         "deadline": "3m", "bad_inputs": 1, "memory_limit": "600M"}
+         "deadline": "3m", "bad_inputs": 1, "memory_limit": "1200M"}
 DEFAULTS = {"workers": 2, "concurrency": 2, "jobs": 40, "durations": "30s,2m,10m,20m", "fault_every": "20s",
-            "fault_rounds": 2, "deadline": "15m", "bad_inputs": 2, "memory_limit": "600M"}
+            "fault_rounds": 2, "deadline": "15m", "bad_inputs": 2, "memory_limit": "1200M"}
 
 
 @dataclass
@@ -223,23 +225,22 @@ def ran_concurrently(runs: list[dict], kill_times: dict[int, float]) -> bool:
 
 def run_load(out: Path, *, workers: int, concurrency: int, jobs: list[Job], mode: str, faults: list[str],
              fault_every_seconds: float, deadline_seconds: float, fault_rounds: int | None = None,
-             child_limit_bytes: int | None = None,
-             tree_limit_bytes: int | None = None, broker: str = "redis", log=print) -> dict:
-    """One load run on a fresh cluster (``broker``: ``"redis"`` or ``"rabbitmq"``); the results dict (also written
-    to ``out/results.json``)."""
+             memory_limit_bytes: int | None = None, broker: str = "redis", log=print) -> dict:
+    """One load run on a fresh cluster (``broker``: ``"redis"`` or ``"rabbitmq"``), each worker in a container of
+    ``memory_limit_bytes``; the results dict (also written to ``out/results.json``)."""
     import redis
 
     from audionorm_lab.delivery import DeliveryLedger
 
     out.mkdir(parents=True, exist_ok=True)
     longest = max((j.input_seconds for j in jobs), default=0.0)
-    per_process = child_limit_bytes or (tree_limit_bytes // concurrency if tree_limit_bytes else None)
+    per_process = memory_limit_bytes // concurrency if memory_limit_bytes else None
     env = {"AUDIONORM_VISIBILITY_TIMEOUT": str(visibility_timeout_seconds(longest)),
            "AUDIONORM_RESTORE_INTERVAL": "2",
            **({"AUDIONORM_MEMORY_LIMIT": str(per_process)} if per_process else {})}
     injector = None
-    with Cluster(out / "cluster", workers, concurrency, child_limit_bytes=child_limit_bytes,
-                 tree_limit_bytes=tree_limit_bytes, env=env, broker=broker) as cluster:
+    with Cluster(out / "cluster", workers, concurrency, memory_limit_bytes=memory_limit_bytes, env=env,
+                 broker=broker) as cluster:
         client = client_app(cluster.broker_url, cluster.url)
 
         def submit(job: Job) -> None:
@@ -272,7 +273,9 @@ def run_load(out: Path, *, workers: int, concurrency: int, jobs: list[Job], mode
                         if cluster.rabbitmq is not None else
                         {"queued": backend.llen("celery"), "unacknowledged": backend.hlen("unacked"),
                          "restore_mutex_ttl_seconds": backend.ttl("unacked_mutex")})
-        kills = [k for w in cluster.all_workers for k in w.kills]
+        kills = ([{**k, "by": "watchdog"} for w in cluster.all_workers for k in w.kills]
+                 + [{**k, "by": "kernel"} for w in cluster.all_workers for k in w.oom_killed()])
+        enforced_by = sorted({w.limit_enforced_by for w in cluster.all_workers if w.limit_enforced_by})
         child_peak = max((p for w in cluster.all_workers for p in w.child_peaks.values()), default=0)
         tree_peak = max((w.tree_peak_bytes for w in cluster.all_workers), default=0)
         main_peak = max((w.main_peak_bytes for w in cluster.all_workers), default=0)
@@ -281,14 +284,15 @@ def run_load(out: Path, *, workers: int, concurrency: int, jobs: list[Job], mode
                      {"workers": workers, "concurrency": concurrency, "mode": mode, "faults": faults,
                       "fault_every_seconds": fault_every_seconds, "fault_rounds": fault_rounds,
                       "deadline_seconds": deadline_seconds,
-                      "child_limit_bytes": child_limit_bytes, "tree_limit_bytes": tree_limit_bytes,
+                      "memory_limit_bytes": memory_limit_bytes, "limit_enforced_by": ", ".join(enforced_by) or None,
                       "visibility_timeout_seconds": visibility_timeout_seconds(longest) if broker == "redis" else None,
                       "broker": broker, "broker_url": cluster.broker_url,
                       "broker_state_at_end": broker_state})
 
 
 def stop_times(kills: list[dict], faults: list[dict]) -> dict[int, float]:
-    """Pid -> when it stopped running for good: the watchdog's kills, and the faults' killed and frozen processes
+    """Pid -> when it stopped running for good: the memory kills (the kernel's or the watchdog's), and the faults'
+    killed and frozen processes
     (a frozen host never runs again here: the harness SIGKILLs it at the end)."""
     times = {k["pid"]: k["time"] for k in kills}
     for event in faults:
@@ -345,7 +349,9 @@ def summarize(out: Path, jobs: list[Job], runs: dict, kills: list[dict], injecto
         "fault_errors": injector.errors if injector else [],
         "faults": injector.events if injector else [],
         "worker_crashes": crashes,
-        "watchdog_kills": len(kills),
+        "oom_kills": sum(k["by"] == "kernel" for k in kills),
+        "watchdog_kills": sum(k["by"] == "watchdog" for k in kills),
+        "limit_enforced_by": parameters.get("limit_enforced_by"),
         "kills": kills,
         "max_child_rss_bytes": child_peak,
         "max_worker_tree_rss_bytes": tree_peak,
@@ -362,25 +368,29 @@ def summarize(out: Path, jobs: list[Job], runs: dict, kills: list[dict], injecto
 
 def capacity(out: Path, *, jobs_factory, memory_limit_bytes: int, deadline_seconds: float,
              concurrencies=CAPACITY_CONCURRENCY, modes=CAPACITY_MODES, log=print) -> dict:
-    """One worker at each concurrency, for each mode, with the limit on its whole tree; ``capacity.json``."""
+    """One worker at each concurrency, for each mode, in a container of ``memory_limit_bytes``; ``capacity.json``."""
     rows = []
     for mode in modes:
         for concurrency in concurrencies:
             folder = out / "capacity" / f"{mode}-c{concurrency}"
             result = run_load(folder, workers=1, concurrency=concurrency, jobs=jobs_factory(folder), mode=mode,
                               faults=[], fault_every_seconds=0, deadline_seconds=deadline_seconds,
-                              tree_limit_bytes=memory_limit_bytes, log=log)
+                              memory_limit_bytes=memory_limit_bytes, log=log)
             good = result["submitted"] - result["bad_inputs"]
             rows.append({"mode": mode, "concurrency": concurrency, "results": str(folder / "results.json"),
                          "finished_all": result["succeeded"] == good and result["lost"] == 0,
-                         "succeeded": result["succeeded"], "jobs": good, "kills": result["watchdog_kills"],
+                         "succeeded": result["succeeded"], "jobs": good,
+                         "kills": result["oom_kills"] + result["watchdog_kills"],
+                         "limit_enforced_by": result["limit_enforced_by"],
                          "redelivered": result["redelivered"], "jobs_per_minute": result["jobs_per_minute"],
                          "max_worker_tree_rss_bytes": result["max_worker_tree_rss_bytes"],
                          "max_child_rss_bytes": result["max_child_rss_bytes"],
                          "max_worker_main_rss_bytes": result["max_worker_main_rss_bytes"],
                          "wall_seconds": result["wall_seconds"]})
             log(_row_line(rows[-1]))
-    summary = {"memory_limit_bytes": memory_limit_bytes, "rows": rows, "by_mode": {}}
+    summary = {"memory_limit_bytes": memory_limit_bytes, "rows": rows, "by_mode": {},
+               "limit_enforced_by": ", ".join(sorted({r["limit_enforced_by"] for r in rows
+                                                      if r["limit_enforced_by"]})) or None}
     for mode in modes:
         mine = [r for r in rows if r["mode"] == mode]
         summary["by_mode"][mode] = {
@@ -400,7 +410,8 @@ def _row_line(row: dict) -> str:
 
 def print_table(results: dict) -> None:
     keys = ("submitted", "succeeded", "failed", "failed_as_expected", "lost", "ran_more_than_once",
-            "ran_concurrently", "partial_outputs", "redelivered", "finished_by_streaming_fallback", "watchdog_kills")
+            "ran_concurrently", "partial_outputs", "redelivered", "finished_by_streaming_fallback", "oom_kills",
+            "watchdog_kills", "limit_enforced_by")
     for key in keys:
         print(f"{key:>32}: {results[key]}")
     print(f"{'leftover_temporaries':>32}: {len(results['leftover_temporaries'])}")
@@ -430,7 +441,7 @@ def main(argv=None) -> int:
     parser.add_argument("--durations", help=f"input lengths the jobs cycle through (default {DEFAULTS['durations']})")
     parser.add_argument("--bad-inputs", type=int, help=f"deliberately bad inputs added (default {DEFAULTS['bad_inputs']})")
     parser.add_argument("--mode", choices=MODES, default="auto", help="the mode every job asks for (default auto)")
-    parser.add_argument("--memory-limit", help="per pool process (per worker tree with --capacity), e.g. 600M "
+    parser.add_argument("--memory-limit", help="each worker's container (main process and pool), e.g. 1200M "
                                                 f"(default {DEFAULTS['memory_limit']})")
     parser.add_argument("--faults", default=",".join(FAULT_KINDS),
                         help=f"fault kinds injected in turn, comma-separated, or 'none' (default {','.join(FAULT_KINDS)})")
@@ -472,7 +483,7 @@ def main(argv=None) -> int:
         return 0
     results = run_load(out, workers=value("workers"), concurrency=value("concurrency"), jobs=jobs_factory(out),
                        mode=args.mode, faults=faults, fault_every_seconds=parse_duration(value("fault_every")),
-                       fault_rounds=value("fault_rounds") or None, deadline_seconds=deadline, child_limit_bytes=limit,
+                       fault_rounds=value("fault_rounds") or None, deadline_seconds=deadline, memory_limit_bytes=limit,
                        broker=args.broker, log=log)
     if quiet:
         print(json.dumps(results, indent=2, default=str))
