@@ -7,6 +7,7 @@ from . import (
     flat_memory,
     harness,
     hostile,
+    pool_capacity,
     report,
     same_as_service,
     sections_speed,
@@ -19,7 +20,8 @@ from . import (
 COMMANDS = {"run": harness.main, "compare": compare.main, "report": report.main, "flat-memory": flat_memory.main,
             "service-repro": service_repro.main, "service-load": service_load.main,
             "tune": tune.main, "sections": sections_speed.main, "hostile": hostile.main,
-            "same-as-service": same_as_service.main, "smallest-container": smallest_container.main}
+            "same-as-service": same_as_service.main, "smallest-container": smallest_container.main,
+            "pool-capacity": pool_capacity.main}
 
 if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
     print(f"usage: python -m bench {{{','.join(COMMANDS)}}} ...", file=sys.stderr)

@@ -111,8 +111,9 @@ def headlines(runs: list[NotebookRun]) -> list[tuple[str, str]]:
     for row in service.get("sizing_by_mode") or []:
         rows.append((f"pool processes that fit {row['container_limit_bytes'] / 1e9:g} GB "
                      f"(longest file {row['longest_file_seconds'] / 60:.0f} min)",
-                     f"streaming {row['streaming_processes']}, auto {row['auto_processes']}, "
-                     f"full-load {row['full_load_processes']}"))
+                     f"streaming {row['streaming_processes']} (the kernel's count; RSS arithmetic says "
+                     f"{row.get('streaming_processes_by_rss')}), auto {row['auto_processes']}, "
+                     f"full-load {row['full_load_processes']} (RSS arithmetic)"))
     return rows
 
 

@@ -139,6 +139,12 @@ def service_load(out: str | Path, **options) -> dict:
     return json.loads(_bench("service-load", ["--out", str(out), "--json"], **options).stdout)
 
 
+def pool_capacity(out: str | Path, **options) -> dict:
+    """``python -m bench pool-capacity --json`` with ``options`` (limits="512M,1G", duration="1m", overload="1G"...);
+    its ``pool-capacity.json``. Raises if the command fails."""
+    return json.loads(_bench("pool-capacity", ["--out", str(out), "--json"], **options).stdout)
+
+
 def smallest_container(path: str | Path, **options) -> dict:
     """``python -m bench smallest-container PATH --json`` with ``options`` (strategy="streaming", compat="service",
     resolution="4M"...); its result. Raises if the command fails."""

@@ -1,15 +1,20 @@
 """How many pool processes fit a container, by processing mode, and what the capacity run supports.
 
-Each mode's peak per pool process comes from where it is honest:
+**streaming**'s figure is the kernel's: the largest concurrency at which one worker in a memory
+cgroup of that limit finished every streaming job with no OOM kill (``python -m bench
+pool-capacity``); its memory does not grow with the file, so it holds for any length. Beside it,
+the RSS arithmetic the table gave before (the largest streaming pool process's RSS in the capacity
+run). The other modes' figures are RSS arithmetic, their peak per pool process from where it is
+honest:
 
-- **streaming**: measured, the largest pool process of the capacity run's ``streaming`` rows;
-  its memory does not grow with the file, so it holds for any length;
 - **auto**: measured, the largest pool process of its rows: what its in-memory jobs cost
   (the files it keeps in memory; every longer one is streamed);
 - **full-load**: the service's in-memory model for the longest file
   (:func:`audionorm_lab.processor.in_memory_peak_bytes`): it grows with the file.
 
-Pool processes = (container limit - the worker's main process) / one process's peak.
+RSS arithmetic: pool processes = (container limit - the worker's main process) / one process's peak.
+It counts every page a pool process shares with the main process once per process, and the page
+cache that the kernel reclaims before it kills anyone: it undercounts what fits.
 """
 
 from __future__ import annotations
@@ -45,11 +50,18 @@ def main_process_bytes(capacity: dict, *loads: dict) -> int:
                + [load["max_worker_main_rss_bytes"] for load in loads])
 
 
-def sizing_table(container_limits_bytes: list[int], longest_seconds: list[float], peaks: dict[str, int],
+def kernel_fits(pool_capacity: dict) -> dict[int, int]:
+    """Container limit (bytes) -> the streaming pool processes the kernel let finish with no OOM kill, from
+    ``pool-capacity.json``."""
+    return {row["limit_bytes"]: row["fits"] for row in pool_capacity["rows"]}
+
+
+def sizing_table(fits_by_limit: dict[int, int], longest_seconds: list[float], peaks: dict[str, int],
                  main_bytes: int, sample_rate: int = 44100, channels: int = 2) -> list[dict]:
-    """Pool processes per container limit and longest file, for full-load, auto and streaming (see the module)."""
+    """Pool processes per container limit (those of ``fits_by_limit``, :func:`kernel_fits`) and longest file:
+    streaming's as the kernel measured it, beside every mode's RSS arithmetic (see the module)."""
     rows = []
-    for limit in container_limits_bytes:
+    for limit, fits in sorted(fits_by_limit.items()):
         for seconds in longest_seconds:
             full = int(in_memory_peak_bytes(seconds * sample_rate * channels * 4))
             rows.append({"container_limit_bytes": limit, "longest_file_seconds": seconds,
@@ -58,7 +70,9 @@ def sizing_table(container_limits_bytes: list[int], longest_seconds: list[float]
                          "auto_process_peak_bytes": peaks.get("auto"),
                          "auto_processes": pool_processes_that_fit(limit, main_bytes, peaks.get("auto")),
                          "streaming_process_peak_bytes": peaks.get("streaming"),
-                         "streaming_processes": pool_processes_that_fit(limit, main_bytes, peaks.get("streaming"))})
+                         "streaming_processes": fits,
+                         "streaming_processes_by_rss": pool_processes_that_fit(limit, main_bytes,
+                                                                               peaks.get("streaming"))})
     return rows
 
 

@@ -119,15 +119,16 @@ def _capacity(streaming_jpm: float, auto_jpm: float) -> dict:
             + [row("auto", c, 700 * MB, auto_jpm) for c in (1, 2)]}
 
 
-def test_sizing_counts_processes_by_mode():
-    rows = sizing_table([2 * 10**9], [163 * 60.0], {"streaming": 130 * MB, "auto": 700 * MB}, 80 * MB)
-    assert rows[0]["streaming_processes"] == (2000 - 80) // 130 and rows[0]["auto_processes"] == 2
+def test_sizing_takes_streaming_from_the_kernel_and_the_rest_from_rss():
+    rows = sizing_table({2 * 10**9: 29}, [163 * 60.0], {"streaming": 130 * MB, "auto": 700 * MB}, 80 * MB)
+    assert rows[0]["streaming_processes"] == 29  # as the kernel measured it
+    assert rows[0]["streaming_processes_by_rss"] == 14 and rows[0]["auto_processes"] == 2  # (2000 - 80) // 130, // 700
     assert rows[0]["full_load_processes"] == 0
     assert pool_processes_that_fit(10**9, 80 * MB, None) is None
 
 
 def test_the_recommendation_says_only_what_the_figures_support():
-    sizing = sizing_table([2 * 10**9], [600.0], {"streaming": 130 * MB, "auto": 700 * MB}, 80 * MB)
+    sizing = sizing_table({2 * 10**9: 29}, [600.0], {"streaming": 130 * MB, "auto": 700 * MB}, 80 * MB)
     assert "run every job with streaming" in recommendation(_capacity(60, 20), sizing, float("-inf"))
     slower = recommendation(_capacity(10, 20), sizing, float("-inf"))
     assert "for its memory" in slower and "at least as fast" in slower and "that it gives the same samples" not in slower

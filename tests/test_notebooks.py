@@ -38,7 +38,9 @@ EXPECTED_CLAIMS = {
     "05_service_capacity": {"load_lost_no_job", "load_every_good_job_succeeded", "load_bad_inputs_fail_clearly",
                             "load_no_partial_output", "load_no_job_ran_twice_at_once", "capacity_streaming_never_killed",
                             "capacity_fallback_finishes_full_load", "streaming_smaller_than_auto", "redis_lost_no_job",
-                            "redis_every_fault_injected"},
+                            "redis_every_fault_injected", "overload_kills_only_pool_processes",
+                            "overload_every_job_final", "overload_was_an_overload",
+                            "kernel_fits_more_than_rss_arithmetic"},
 }
 
 #: The claims that bound how fast something ran: the report (a benchmark) requires them, a test cannot (it holds on a
@@ -181,7 +183,8 @@ def test_05_service_capacity(reports):
     values = execute("05_service_capacity", reports,
                      {"jobs": 4, "durations": "1m", "fault_every": "1s", "capacity_jobs": 2,
                       "capacity_durations": "30s", "capacity_memory_limit": "1500M", "capacity_concurrency": "1,2",
-                      "brokers": "redis", "faults": "kill-child,restart-broker,warm-shutdown,cold-shutdown"})
+                      "brokers": "redis", "faults": "kill-child,restart-broker,warm-shutdown,cold-shutdown",
+                      "pool_limits": "512M", "pool_duration": "30s", "overload_limit": "512M"})
     # RabbitMQ's load, and the kill-main and vanish-host faults, run in test_service_load_rabbitmq and test_service_load
     assert_every_claim_holds(values, "05_service_capacity")
     load = values["load"]
@@ -193,10 +196,17 @@ def test_05_service_capacity(reports):
         (m, c) for m in ("auto", "streaming", "full-load") for c in (1, 2)}
     peaks = values["pool_process_peak_bytes"]
     assert peaks["streaming"] == max(r["max_child_rss_bytes"] for r in capacity["rows"] if r["mode"] == "streaming")
+    # the kernel's search: a concurrency that fit and one just above it that did not, each a fresh worker
+    (pools,) = values["pool_capacity"]["rows"]
+    tries = {t["concurrency"]: t for t in pools["tries"]}
+    assert tries[pools["fits"]]["fits"] and not tries[pools["first_miss"]]["fits"]
+    assert 0 < pools["first_miss"] - pools["fits"] <= 2 and tries[pools["first_miss"]]["oom_kills"] >= 1
+    overload = values["pool_capacity"]["overload"]
+    assert overload["concurrency"] == 2 * pools["fits"] and overload["main_alive"]
     sizing = {(r["container_limit_bytes"], r["longest_file_seconds"]): r for r in values["sizing"]}
-    big = sizing[(8 * 10**9, 163 * 60.0)]
-    assert big["full_load_processes"] == 0 < big["auto_processes"] < big["streaming_processes"]
-    assert big["streaming_processes"] == (8 * 10**9 - values["worker_main_rss_bytes"]) // peaks["streaming"]
+    big = sizing[(512 * 10**6, 163 * 60.0)]
+    assert big["full_load_processes"] == 0 and big["streaming_processes"] == pools["fits"]
+    assert big["streaming_processes_by_rss"] == (512 * 10**6 - values["worker_main_rss_bytes"]) // peaks["streaming"]
     assert (reports / "05_service_capacity.html").stat().st_size > 10_000
 
 
