@@ -8,7 +8,8 @@ For each limit, one real ``celery worker --pool prefork`` runs in a memory conta
 in one memory cgroup, as a container runtime puts a worker), at a concurrency N, and is sent N
 streaming jobs at once (one per pool process, mp3s of ``--duration``). A try **fits** when every
 job succeeds, the cgroup counts no OOM kill and the main process lives. The search starts from
-what the previous limit's fit predicts per pool process (from 64 MB each for the first) and steps
+what the previous limit's tries say of the main process and of one busy pool process (64 MB each for
+the first limit; :func:`shares`) and steps
 towards the boundary: up while it fits, down while it does not, each try a fresh worker in a
 fresh cgroup, until a fitting N and a failing one are ``--resolution`` apart. The figure is the largest N
 that fit; the smallest that did not is beside it.
@@ -127,10 +128,10 @@ def _collect(outcome: Try, results: list, deadline: float) -> None:
 
 def search_limit(run_try, limit_bytes: int, guess: int, resolution: int = 1, log=print) -> list[Try]:
     """Tries at ``limit_bytes`` from ``guess`` until one fits and one at most ``resolution`` above it does not
-    (or 1 does not). ``run_try(limit, concurrency)`` makes one :class:`Try`. The step is a quarter of the guess
+    (or 1 does not). ``run_try(limit, concurrency)`` makes one :class:`Try`. The step is an eighth of the guess
     (at least 1) until the boundary is crossed, then halves the gap."""
     tries: dict[int, Try] = {}
-    n, step = max(1, guess), max(1, guess // 4)
+    n, step = max(1, guess), max(1, guess // 8)
     while True:
         tries[n] = run_try(limit_bytes, n)
         log(_try_line(tries[n]))
@@ -150,19 +151,16 @@ def capacity_by_limit(limits: list[int], duration_seconds: float, compat: str, f
     """The search at each limit, and the overload run; the summary dict (also ``folder/pool-capacity.json``)."""
     sample = make_sample(duration_seconds, "mp3", log=lambda m: print(m, file=sys.stderr))
     redis = RedisServer(folder / "redis").start()
-    rows, per_process = [], FIRST_GUESS_PER_PROCESS_BYTES
+    rows, main, per_process = [], 0, FIRST_GUESS_PER_PROCESS_BYTES
     try:
         def run_try(limit: int, concurrency: int) -> Try:
             return try_concurrency(redis.url, folder / f"{limit // 10**6}MB-c{concurrency}", sample, limit,
                                    concurrency, compat)
 
         for limit in sorted(limits):
-            tries = search_limit(run_try, limit, max(1, limit // per_process), resolution, log)
-            fit = max((t.concurrency for t in tries if t.fits), default=0)
-            idle = min((t.idle_charged_bytes or 0) for t in tries)
-            if fit:
-                per_process = max(1, (limit - _main_share(idle, tries)) // fit)
-            rows.append({"limit_bytes": limit, "fits": fit,
+            tries = search_limit(run_try, limit, max(1, (limit - main) // per_process), resolution, log)
+            main, per_process = shares(limit, tries) or (main, per_process)  # the next limit's guess
+            rows.append({"limit_bytes": limit, "fits": max((t.concurrency for t in tries if t.fits), default=0),
                          "first_miss": min((t.concurrency for t in tries if not t.fits), default=None),
                          "tries": [t.to_dict() for t in tries]})
         overload = None
@@ -184,15 +182,21 @@ def capacity_by_limit(limits: list[int], duration_seconds: float, compat: str, f
     return summary
 
 
-def _main_share(idle_bytes: int, tries: list[Try]) -> int:
-    """The main process's part of an idle worker's charge, bytes: the idle charge less the pool processes' at the
-    smallest try, estimated from two tries' idle charges when there are two, else none of it."""
-    known = sorted((t.concurrency, t.idle_charged_bytes) for t in tries if t.idle_charged_bytes)
-    if len(known) < 2 or known[-1][0] == known[0][0]:
-        return 0
-    (n1, c1), (n2, c2) = known[0], known[-1]
-    per_idle_process = (c2 - c1) / (n2 - n1)
-    return int(max(0, c1 - n1 * per_idle_process))
+def shares(limit_bytes: int, tries: list[Try]) -> tuple[int, int] | None:
+    """What a limit's tries say of the worker's main process and of one busy pool process, bytes: the main
+    process's share is the idle charge less the idle pool processes' (from the idle charges of the two tries
+    farthest apart), and a busy pool process's is the rest of the limit over the midpoint between the largest N
+    that fit and the smallest that did not. None without both."""
+    fit = max((t.concurrency for t in tries if t.fits), default=0)
+    miss = min((t.concurrency for t in tries if not t.fits), default=None)
+    idle = sorted((t.concurrency, t.idle_charged_bytes) for t in tries if t.idle_charged_bytes)
+    if not fit or miss is None:
+        return None
+    main = 0
+    if len(idle) >= 2 and idle[-1][0] > idle[0][0]:
+        (n1, c1), (n2, c2) = idle[0], idle[-1]
+        main = max(0, int(c1 - n1 * (c2 - c1) / (n2 - n1)))
+    return main, max(1, int((limit_bytes - main) / ((fit + miss) / 2)))
 
 
 def _enforced_by(rows: list[dict]) -> str | None:
@@ -209,7 +213,7 @@ def _try_line(t: Try) -> str:
 
 def print_summary(summary: dict) -> None:
     print(f"streaming pool processes per container ({summary['compat']} mode, "
-          f"{summary['duration_seconds'] / 60:g}-minute mp3s, limit held by {summary['limit_enforced_by']}):")
+          f"{summary['duration_seconds']:g}-second mp3s, limit held by {summary['limit_enforced_by']}):")
     for row in summary["rows"]:
         print(f"  {row['limit_bytes'] / MB:6.0f} MB: {row['fits']} fit"
               + (f", {row['first_miss']} do not" if row["first_miss"] else ""))

@@ -1,6 +1,6 @@
 """The pool-capacity search: where it stops, and what it reports (the runs themselves: test_notebooks' 05)."""
 
-from bench.pool_capacity import Try, search_limit
+from bench.pool_capacity import Try, search_limit, shares
 
 LIMIT = 10**9
 
@@ -22,8 +22,8 @@ def test_the_search_brackets_the_boundary_from_above_and_from_below():
 
 
 def test_a_coarser_resolution_takes_fewer_tries_and_still_brackets():
-    fine = search_limit(tries_where(13), LIMIT, 8, resolution=1, log=lambda _: None)
-    coarse = search_limit(tries_where(13), LIMIT, 8, resolution=2, log=lambda _: None)
+    fine = search_limit(tries_where(13), LIMIT, 16, resolution=1, log=lambda _: None)
+    coarse = search_limit(tries_where(13), LIMIT, 16, resolution=2, log=lambda _: None)
     assert len(coarse) < len(fine)
     fit, miss = max(t.concurrency for t in coarse if t.fits), min(t.concurrency for t in coarse if not t.fits)
     assert fit <= 13 < miss and miss - fit <= 2
@@ -39,3 +39,13 @@ def test_a_killed_main_process_or_a_failed_job_is_not_a_fit():
     assert not Try(LIMIT, 4, "kernel memcg v1", succeeded=3, failed=1).fits
     assert not Try(LIMIT, 4, "watchdog", succeeded=4, watchdog_kills=1).fits
     assert Try(LIMIT, 4, "kernel memcg v1", succeeded=4).fits
+
+
+def test_a_limit_s_tries_give_the_main_process_and_a_pool_process_their_shares():
+    mb = 10**6
+    tries = [Try(LIMIT, 6, "kernel memcg v1", succeeded=6, idle_charged_bytes=140 * mb),
+             Try(LIMIT, 8, "kernel memcg v1", succeeded=8, oom_kills=2, idle_charged_bytes=160 * mb)]
+    main, busy = shares(512 * mb, tries)
+    assert main == 80 * mb  # 140 MB idle at 6 less 6 idle pool processes of 10 MB
+    assert busy == (512 - 80) * mb // 7  # the rest over the midpoint of 6 (fit) and 8 (did not)
+    assert shares(LIMIT, tries[:1]) is None  # no boundary yet
