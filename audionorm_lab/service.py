@@ -31,6 +31,10 @@ Settings come from the environment:
   pass, or a broker restart during one, leaves the lock behind, and no worker
   restores anything until it expires: kombu's default of 300 s would hold a cold
   shutdown's jobs back five minutes beyond the visibility timeout.
+- ``AUDIONORM_LOST_MESSAGE_SECONDS`` (default 30) and ``AUDIONORM_SWEEP_INTERVAL`` (default 10): on a
+  Redis broker each worker sweeps for jobs published through :func:`publish_job` that were never picked
+  up and that no queue and no ``unacked`` hash holds (the transport lost them between ``BRPOP`` and its
+  bookkeeping, as when a worker's host froze), and publishes them again (:mod:`audionorm_lab.publications`).
 
 Each pool process raises its own ``oom_score_adj`` when it starts (:mod:`audionorm_lab.oom_score`): at a
 container's limit the kernel's OOM killer takes a pool process, whose job is delivered again, before the
@@ -89,6 +93,8 @@ from .delivery import (
 from .errors import AudionormError
 from .oom_score import raise_own_oom_score
 from .pool_memory import install as install_pool_memory
+from .publications import Publications, publish
+from .publications import install as install_lost_message_sweep
 from .pool_memory import job_threads
 from .options import NormalizeOptions
 from .processor import AudioJob, AudioProcessor
@@ -123,6 +129,16 @@ def ledger_client(url: str):
 
     return redis.Redis.from_url(url, retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 40),
                                 retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
+
+
+install_lost_message_sweep(app, ledger_client)  # see audionorm_lab.publications
+
+
+def publish_job(app_or_client, input_file: str, output_file: str, **kwargs):
+    """Send one ``audionorm.normalize_audio`` job through ``app_or_client`` (a Celery app of the service or a
+    client of it), recorded first so that the lost-message sweep covers it; its ``AsyncResult``."""
+    return publish(app_or_client, Publications(ledger_client(app_or_client.conf.result_backend)),
+                   "audionorm.normalize_audio", [str(input_file), str(output_file)], kwargs)
 
 
 def default_processor(limits: Limits) -> AudioProcessor:
@@ -167,6 +183,7 @@ def normalize_audio(self, input_file: str, output_file: str, options: dict | Non
     """
     if mode not in MODES:
         raise AudionormError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    Publications(ledger_client(self.app.conf.result_backend)).picked_up(self.request.id)
     if _already_ended(self):
         raise Ignore()  # a late copy of a job that already ended (its acknowledgement was lost)
     limits = Limits.from_environment()

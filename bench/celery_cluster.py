@@ -70,9 +70,11 @@ def client_app(url: str, backend_url: str | None = None):
 
 
 def send_job(client, input_file, output_file, mode: str, **kwargs):
-    """Send one ``audionorm.normalize_audio`` job through ``client`` (:func:`client_app`); its ``AsyncResult``."""
-    return client.send_task("audionorm.normalize_audio", args=[str(input_file), str(output_file)],
-                            kwargs={"mode": mode, **kwargs})
+    """Send one ``audionorm.normalize_audio`` job through ``client`` (:func:`client_app`), recorded so that the
+    service's lost-message sweep covers it (:func:`audionorm_lab.service.publish_job`); its ``AsyncResult``."""
+    from audionorm_lab.service import publish_job
+
+    return publish_job(client, input_file, output_file, mode=mode, **kwargs)
 
 
 class RedisServer:
