@@ -64,6 +64,13 @@ def fault_kind(label: str) -> str:
 
 
 def summarize_latencies(latencies: dict[str, list[float]]) -> dict[str, dict]:
-    """Fault kind -> ``{"count", "median_seconds", "max_seconds"}``."""
-    return {kind: {"count": len(values), "median_seconds": statistics.median(values), "max_seconds": max(values)}
+    """Fault kind -> ``{"count", "median_seconds", "p95_seconds", "max_seconds"}`` (p95: the nearest rank)."""
+    return {kind: {"count": len(values), "median_seconds": statistics.median(values),
+                   "p95_seconds": percentile(values, 95), "max_seconds": max(values)}
             for kind, values in sorted(latencies.items())}
+
+
+def percentile(values: list[float], percent: float) -> float:
+    """The nearest-rank ``percent`` percentile of ``values`` (one of them, never interpolated)."""
+    ranked = sorted(values)
+    return ranked[max(0, min(len(ranked) - 1, -(-len(ranked) * percent // 100) - 1))]

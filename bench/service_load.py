@@ -3,7 +3,7 @@
     python -m bench service-load [--workers 2] [--concurrency 2] [--jobs 40] [--durations 30s,2m,10m,20m]
         [--mode auto|streaming|full-load] [--memory-limit 1200M] [--faults kill-child,restart-broker,...]
         [--fault-every 20s] [--fault-rounds 2] [--deadline 15m] [--out DIR] [--quick] [--capacity]
-        [--broker redis|rabbitmq]
+        [--broker redis|rabbitmq] [--soak 20m] [--late-after SECONDS]
 
 It starts a real ``redis-server`` (``appendonly yes``, as production runs it; with ``--broker rabbitmq``
 also a private RabbitMQ node, the broker, while Redis keeps results and the delivery ledger) and
@@ -33,6 +33,13 @@ valid audio), ``leftover_temporaries``, ``faults_injected``, ``oom_kills`` (the 
 ``max_worker_tree_rss_bytes``, ``audio_seconds_per_wall_second``, ``wall_seconds``,
 ``finished_by_streaming_fallback`` and a per-job timeline.
 
+``--soak DURATION`` feeds jobs continuously (mixed lengths and a few bad inputs, ``SOAK``'s preset) and
+injects every fault kind in rounds until DURATION, then drains. Every job that was lost or finished late
+(``--late-after``) gets a timeline in ``results.json`` (:mod:`bench.job_timeline`): when it was
+published, each delivery from the ledger with the fault injected last before it, the workers' log lines
+that name it, and where the broker holds its message at the end (queued, in kombu's ``unacked`` hash, or
+nowhere). A loss must explain itself from its record.
+
 ``--capacity`` sweeps one worker at concurrency 1, 2 and 4 (``--capacity-concurrency``) for
 ``auto``, ``streaming`` and ``full-load``, in a container of ``--memory-limit``, no faults, and writes ``DIR/capacity.json``: for each mode, the largest
 concurrency that finished every job, the largest without a kill, and jobs per minute.
@@ -56,6 +63,7 @@ from data.fetch_samples import make_sample, parse_duration
 
 from .celery_cluster import BROKERS, Cluster, client_app, send_job
 from .faults import FAULT_KINDS, FaultInjector
+from .job_timeline import broker_holdings, late, timeline
 from .measure import parse_limit
 from .paths import RESULTS
 from .redelivery import redelivery_latencies, summarize_latencies
@@ -67,6 +75,10 @@ LOUDNESS_TOLERANCE_LU = 0.5
 #: The ``quick`` preset: a few short jobs, one fault of each kind; it runs in the test suite.
 QUICK = {"workers": 2, "concurrency": 2, "jobs": 8, "durations": "1m,3m", "fault_every": "2s", "fault_rounds": 1,
          "deadline": "3m", "bad_inputs": 1, "memory_limit": "1200M"}
+#: The ``--soak`` preset: jobs fed and faults injected in rounds (every 8 s: each of the six kinds 20 times in
+#: 16 minutes) until the soak's end, then drained within the deadline.
+SOAK = {"workers": 2, "concurrency": 2, "jobs": 12, "durations": "30s,1m,3m", "fault_every": "8s", "fault_rounds": 0,
+        "deadline": "5m", "bad_inputs": 2, "memory_limit": "1200M"}
 DEFAULTS = {"workers": 2, "concurrency": 2, "jobs": 40, "durations": "30s,2m,10m,20m", "fault_every": "20s",
             "fault_rounds": 2, "deadline": "15m", "bad_inputs": 2, "memory_limit": "1200M"}
 
@@ -92,6 +104,12 @@ class Job:
     def delivery(self) -> dict:
         """The ``delivery`` entry of its report (empty until it succeeded)."""
         return (self.report or {}).get("delivery") or {}
+
+
+def late_after(longest_input_seconds: float) -> float:
+    """When a job counts as late, seconds from publication to its final state: three visibility timeouts (the
+    wait for a cold shutdown's restore, twice over) and a minute."""
+    return 3 * visibility_timeout_seconds(longest_input_seconds) + 60.0
 
 
 def visibility_timeout_seconds(longest_input_seconds: float) -> float:
@@ -131,29 +149,41 @@ def plan_jobs(count: int, durations: list[float], out: Path, bad_inputs: int = 0
 
 @dataclass
 class JobFeed:
-    """More good jobs, like the first ones in turn, while the fault injector has faults left: ``in_flight`` jobs
+    """More jobs, like the first ones in turn, while the fault injector has faults left: ``in_flight`` jobs
     without a final state at all times, so that a fault that hits a worker running a job finds one. Without it
-    a fast run (RabbitMQ's, on a faster core) could finish its jobs before the last fault kind came round."""
+    a fast run (RabbitMQ's, on a faster core) could finish its jobs before the last fault kind came round.
+
+    A soak (``until``, monotonic seconds) feeds until then, stops the injector there, and takes the bad inputs
+    among its models too (``with_bad_inputs``): each keeps failing with its own clear error."""
 
     jobs: list[Job]
     submit: Callable[[Job], None]
     injector: FaultInjector | None
     in_flight: int
+    until: float | None = None
+    with_bad_inputs: bool = False
 
     def active(self) -> bool:
+        if self.until is not None and time.monotonic() >= self.until:
+            return False
         return self.injector is not None and self.injector.is_alive() and self.injector.remaining() > 0
 
     def __call__(self) -> None:
         if not self.active():
+            if self.until is not None and self.injector is not None and self.injector.is_alive():
+                self.injector.stop()  # the soak is over: drain
             return
-        models = [j for j in self.jobs if j.expected_error is None]  # none: nothing a fault could hit to add
+        models = [j for j in self.jobs[:self.first] if self.with_bad_inputs or j.expected_error is None]
         waiting = sum(j.state is None for j in self.jobs)
         for _ in range(self.in_flight - waiting if models else 0):
             model = models[len(self.jobs) % len(models)]
             job = Job(len(self.jobs), model.input_file, job_output(model.output_file.parent, len(self.jobs)),
-                      model.input_seconds)
+                      model.input_seconds, model.expected_error)
             self.submit(job)
             self.jobs.append(job)
+
+    def __post_init__(self) -> None:
+        self.first = len(self.jobs)  # the planned jobs: the models of those fed
 
 
 def _poll(jobs: list[Job], client, deadline: float, feed: JobFeed | None = None) -> None:
@@ -225,9 +255,14 @@ def ran_concurrently(runs: list[dict], kill_times: dict[int, float]) -> bool:
 
 def run_load(out: Path, *, workers: int, concurrency: int, jobs: list[Job], mode: str, faults: list[str],
              fault_every_seconds: float, deadline_seconds: float, fault_rounds: int | None = None,
-             memory_limit_bytes: int | None = None, broker: str = "redis", log=print) -> dict:
+             memory_limit_bytes: int | None = None, broker: str = "redis", soak_seconds: float | None = None,
+             late_after_seconds: float | None = None, log=print) -> dict:
     """One load run on a fresh cluster (``broker``: ``"redis"`` or ``"rabbitmq"``), each worker in a container of
-    ``memory_limit_bytes``; the results dict (also written to ``out/results.json``)."""
+    ``memory_limit_bytes``; the results dict (also written to ``out/results.json``).
+
+    ``soak_seconds``: feed jobs and inject faults (``fault_rounds`` None: in rounds) for that long, then drain
+    (``deadline_seconds`` from then). Every job lost, or finished more than ``late_after_seconds`` after it was
+    published (default :func:`late_after`), gets its timeline (:mod:`bench.job_timeline`)."""
     import redis
 
     from audionorm_lab.delivery import DeliveryLedger
@@ -256,9 +291,11 @@ def run_load(out: Path, *, workers: int, concurrency: int, jobs: list[Job], mode
                                      first_after_seconds=min(1.0, fault_every_seconds), rounds=fault_rounds)
             injector.start()
         first = len(jobs)
+        soak_end = time.monotonic() + soak_seconds if soak_seconds else None
         try:
-            _poll(jobs, client, time.monotonic() + deadline_seconds, JobFeed(jobs, submit, injector,
-                                                                             workers * concurrency))
+            _poll(jobs, client, (soak_end or time.monotonic()) + deadline_seconds,
+                  JobFeed(jobs, submit, injector, workers * concurrency, until=soak_end,
+                          with_bad_inputs=soak_end is not None))
         finally:
             if injector is not None:
                 injector.stop()
@@ -273,6 +310,9 @@ def run_load(out: Path, *, workers: int, concurrency: int, jobs: list[Job], mode
                         if cluster.rabbitmq is not None else
                         {"queued": backend.llen("celery"), "unacknowledged": backend.hlen("unacked"),
                          "restore_mutex_ttl_seconds": backend.ttl("unacked_mutex")})
+        holdings = (broker_holdings(backend, {j.task_id for j in jobs}) if cluster.rabbitmq is None
+                    else {j.task_id: None for j in jobs})
+        log_paths = {w.name: w.log_path for w in cluster.all_workers}
         kills = ([{**k, "by": "watchdog"} for w in cluster.all_workers for k in w.kills]
                  + [{**k, "by": "kernel"} for w in cluster.all_workers for k in w.oom_killed()])
         enforced_by = sorted({w.limit_enforced_by for w in cluster.all_workers if w.limit_enforced_by})
@@ -280,10 +320,13 @@ def run_load(out: Path, *, workers: int, concurrency: int, jobs: list[Job], mode
         tree_peak = max((w.tree_peak_bytes for w in cluster.all_workers), default=0)
         main_peak = max((w.main_peak_bytes for w in cluster.all_workers), default=0)
         crashes = list(cluster.crashes)
+    late_after_seconds = late_after(longest) if late_after_seconds is None else late_after_seconds
     return summarize(out, jobs, runs, kills, injector, child_peak, tree_peak, main_peak, wall, crashes,
+                     (holdings, log_paths, late_after_seconds),
                      {"workers": workers, "concurrency": concurrency, "mode": mode, "faults": faults,
                       "fault_every_seconds": fault_every_seconds, "fault_rounds": fault_rounds,
-                      "deadline_seconds": deadline_seconds,
+                      "deadline_seconds": deadline_seconds, "soak_seconds": soak_seconds,
+                      "late_after_seconds": late_after_seconds,
                       "memory_limit_bytes": memory_limit_bytes, "limit_enforced_by": ", ".join(enforced_by) or None,
                       "visibility_timeout_seconds": visibility_timeout_seconds(longest) if broker == "redis" else None,
                       "broker": broker, "broker_url": cluster.broker_url,
@@ -302,8 +345,10 @@ def stop_times(kills: list[dict], faults: list[dict]) -> dict[int, float]:
 
 
 def summarize(out: Path, jobs: list[Job], runs: dict, kills: list[dict], injector, child_peak: int,
-              tree_peak: int, main_peak: int, wall: float, crashes: list[dict], parameters: dict) -> dict:
-    """Check every job and its output; write and return ``results.json``'s content."""
+              tree_peak: int, main_peak: int, wall: float, crashes: list[dict], timeline_sources: tuple,
+              parameters: dict) -> dict:
+    """Check every job and its output; write and return ``results.json``'s content. ``timeline_sources``:
+    (where the broker holds each task's message, the workers' log paths by name, the lateness bound in seconds)."""
     kill_times = stop_times(kills, injector.events if injector else [])
     failed, unexpected_successes, partial, per_job, problems = [], [], [], [], {}
     for job in jobs:
@@ -317,7 +362,8 @@ def summarize(out: Path, jobs: list[Job], runs: dict, kills: list[dict], injecto
                            "error": job.error, "expected": job.error_type == job.expected_error})
         if job.output_file.exists() and (problem or job.state != "SUCCESS"):
             partial.append({"job": job.index, "path": str(job.output_file), "why": problem or "job did not succeed"})
-        per_job.append({"job": job.index, "input_seconds": job.input_seconds, "state": job.state or "lost",
+        per_job.append({"job": job.index, "task_id": job.task_id, "input_seconds": job.input_seconds,
+                        "state": job.state or "lost",
                         "submitted": job.submitted, "finished": job.finished,
                         "delivery": job.delivery.get("delivery"), "mode": job.delivery.get("mode"),
                         "strategy": (job.report or {}).get("strategy"), "output": str(job.output_file),
@@ -326,6 +372,10 @@ def summarize(out: Path, jobs: list[Job], runs: dict, kills: list[dict], injecto
     temporaries = sorted({str(p) for job in jobs for p in partial_outputs(job.output_file)})
     succeeded = [j for j in jobs if j.state == "SUCCESS" and problems[j.index] is None and not j.expected_error]
     audio = sum(j.input_seconds for j in succeeded)
+    holdings, log_paths, late_after_seconds = timeline_sources
+    faults = injector.events if injector else []
+    timelines = [timeline(record, runs[record["job"]], faults, log_paths, holdings.get(record["task_id"]))
+                 for record in per_job if late(record, late_after_seconds)]
     results = {
         "parameters": parameters,
         "submitted": len(jobs),
@@ -360,6 +410,8 @@ def summarize(out: Path, jobs: list[Job], runs: dict, kills: list[dict], injecto
         "audio_seconds": audio,
         "audio_seconds_per_wall_second": audio / wall if wall > 0 else None,
         "jobs_per_minute": len(succeeded) / wall * 60 if wall > 0 else None,
+        "late_or_lost": len(timelines),
+        "timelines": timelines,
         "jobs": per_job,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
@@ -423,7 +475,10 @@ def print_table(results: dict) -> None:
     print(f"{'audio_seconds_per_wall_second':>32}: {results['audio_seconds_per_wall_second'] or 0:.1f}")
     for label, latency in results["redelivery_latency"].items():
         print(f"{'redelivery after ' + label:>32}: {latency['median_seconds']:.1f} s median, "
-              f"{latency['max_seconds']:.1f} s max, of {latency['count']}")
+              f"{latency['p95_seconds']:.1f} s p95, {latency['max_seconds']:.1f} s max, of {latency['count']}")
+    print(f"{'late or lost (with timelines)':>32}: {results['late_or_lost']}")
+    for line in timeline_lines(results["timelines"]):
+        print(line)
     for failure in results["failures"]:
         print(f"  job {failure['job']} failed{' (as expected)' if failure['expected'] else ''}: "
               f"{failure['error_type']}: {failure['error']}")
@@ -431,6 +486,28 @@ def print_table(results: dict) -> None:
         print(f"  worker {crash['worker']} exited on its own (code {crash['exit_code']}), restarted: {crash['error']}")
     for partial in results["partial_output_paths"]:
         print(f"  partial output: {partial}")
+
+
+def timeline_lines(timelines: list[dict]) -> list[str]:
+    """Each late or lost job's timeline in a few lines: published, each delivery with the fault before it, the
+    broker's holding of its message, its final state."""
+    lines = []
+    for t in timelines:
+        lines.append(f"  job {t['job']} ({t['task_id']}): {t['state']}, published {_clock(t['published'])}, "
+                     f"finished {_clock(t['finished']) if t['finished'] else 'never'}; "
+                     f"broker holds it: {t['broker_holds'] or 'not readable (RabbitMQ)'}")
+        for d in t["deliveries"]:
+            fault = d["fault_before"]
+            lines.append(f"    delivery {d['delivery']} at {_clock(d['started'])} (pid {d['pid']})"
+                         + (f", {fault['seconds_before']:.1f} s after {fault['kind']}" if fault else ""))
+        if not t["deliveries"]:
+            lines.append("    never delivered to a run (no start in the ledger)")
+        lines += [f"    {w['worker']}: {w['line'][:160]}" for w in t["worker_log"][-6:]]
+    return lines
+
+
+def _clock(epoch: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(epoch)) + f".{int(epoch * 10) % 10}"
 
 
 def main(argv=None) -> int:
@@ -452,6 +529,12 @@ def main(argv=None) -> int:
     parser.add_argument("--deadline", help=f"jobs without a final state by then are lost (default {DEFAULTS['deadline']})")
     parser.add_argument("--out", type=Path, help="results folder (default bench/results/service-load-<time>)")
     parser.add_argument("--quick", action="store_true", help="a few short jobs, one fault of each kind (under 2 minutes)")
+    parser.add_argument("--soak", help="feed jobs and inject every fault kind in rounds for this long (e.g. 20m), "
+                                       "then drain within --deadline (preset: " + ", ".join(
+                                           f"{k} {v}" for k, v in SOAK.items()) + ")")
+    parser.add_argument("--late-after", type=float,
+                        help="seconds from publication after which a finished job counts as late and gets its "
+                             "timeline, like a lost one (default: three visibility timeouts and a minute)")
     parser.add_argument("--capacity", action="store_true",
                         help="sweep concurrency on one worker for auto, streaming and full-load, the limit on its tree")
     parser.add_argument("--capacity-concurrency", default=",".join(map(str, CAPACITY_CONCURRENCY)),
@@ -460,7 +543,7 @@ def main(argv=None) -> int:
                         help="redis, or rabbitmq (a private node; results and the delivery ledger stay in Redis)")
     parser.add_argument("--json", action="store_true", help="print results.json instead of the table")
     args = parser.parse_args(argv)
-    preset = QUICK if args.quick else DEFAULTS
+    preset = QUICK if args.quick else SOAK if args.soak else DEFAULTS
     value = lambda name: getattr(args, name) if getattr(args, name) is not None else preset[name]  # noqa: E731
     faults = [] if args.faults in ("", "none") else [k.strip() for k in args.faults.split(",")]
     unknown = sorted(set(faults) - set(FAULT_KINDS))
@@ -484,7 +567,8 @@ def main(argv=None) -> int:
     results = run_load(out, workers=value("workers"), concurrency=value("concurrency"), jobs=jobs_factory(out),
                        mode=args.mode, faults=faults, fault_every_seconds=parse_duration(value("fault_every")),
                        fault_rounds=value("fault_rounds") or None, deadline_seconds=deadline, memory_limit_bytes=limit,
-                       broker=args.broker, log=log)
+                       broker=args.broker, soak_seconds=parse_duration(args.soak) if args.soak else None,
+                       late_after_seconds=args.late_after, log=log)
     if quiet:
         print(json.dumps(results, indent=2, default=str))
     else:

@@ -99,3 +99,41 @@ def test_faults_spare_jobs_on_their_last_delivery():
     """A job whose worker was lost on its third delivery would fail (the policy's guard against poison jobs)."""
     assert spare_last_deliveries({101: 1, 102: 2, 103: 3}) == {101: 1, 102: 2}
     assert spare_last_deliveries({101: 1, 102: 2}, max_deliveries=2) == {101: 1}
+
+
+def test_a_short_soak_records_a_timeline_for_every_late_job(tmp_path):
+    """``--soak``: jobs fed and faults injected in rounds until the soak's end, then drained; with ``--late-after 0``
+    every job counts as late, so every job's timeline is checked: published, its deliveries from the ledger with the
+    fault before each, the workers' lines naming it, where the broker holds its message (nowhere, once it ended)."""
+    out = tmp_path / "soak"
+    done = subprocess.run([sys.executable, "-m", "bench", "service-load", "--soak", "40s", "--late-after", "0",
+                           "--durations", "30s", "--jobs", "4", "--fault-every", "3s", "--deadline", "3m",
+                           "--out", str(out), "--json"], cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout)
+    assert results["lost"] == 0 and results["partial_outputs"] == 0 and results["ran_concurrently"] == 0
+    assert results["failed_as_expected"] == results["bad_inputs"] >= 2  # the bad inputs fed among the good ones
+    assert sum(results["faults_injected"].values()) >= 6 and results["parameters"]["soak_seconds"] == 40.0
+    timelines = {t["job"]: t for t in results["timelines"]}
+    assert len(timelines) == results["late_or_lost"] == results["submitted"] > 8  # fed beyond the first four
+    faults = results["faults"]
+    for job in results["jobs"]:
+        t = timelines[job["job"]]
+        assert t["task_id"] == job["task_id"] and t["published"] == job["submitted"] < t["finished"]
+        assert t["broker_holds"] == "nowhere", t  # it ended: its message was acknowledged
+        assert any(job["task_id"] in w["line"] and "received" in w["line"] for w in t["worker_log"]), t["worker_log"]
+        starts = [r for r in t["ledger"] if r["event"] == "start"]
+        assert [d["started"] for d in t["deliveries"]] == [r["time"] for r in starts]
+        for d in t["deliveries"]:
+            earlier = [f for f in faults if f["time"] <= d["started"]]
+            assert (d["fault_before"] or {}).get("time") == (earlier[-1]["time"] if earlier else None)
+        if job["state"] == "SUCCESS":
+            assert starts, t  # a good job ran at least once (a bad input is refused before its run starts)
+
+
+def test_redelivery_latencies_are_summarized_by_median_p95_and_max():
+    from bench.redelivery import summarize_latencies
+
+    summary = summarize_latencies({"kill-child": [float(s) for s in range(20, 0, -1)], "kill-main": [7.0]})
+    assert summary["kill-child"] == {"count": 20, "median_seconds": 10.5, "p95_seconds": 19.0, "max_seconds": 20.0}
+    assert summary["kill-main"] == {"count": 1, "median_seconds": 7.0, "p95_seconds": 7.0, "max_seconds": 7.0}
