@@ -134,11 +134,13 @@ def ledger_client(url: str):
 install_lost_message_sweep(app, ledger_client)  # see audionorm_lab.publications
 
 
-def publish_job(app_or_client, input_file: str, output_file: str, **kwargs):
+def publish_job(app_or_client, input_file: str, output_file: str, publish_options: dict | None = None, **kwargs):
     """Send one ``audionorm.normalize_audio`` job through ``app_or_client`` (a Celery app of the service or a
-    client of it), recorded first so that the lost-message sweep covers it; its ``AsyncResult``."""
+    client of it), recorded first so that the lost-message sweep covers it; its ``AsyncResult``. ``kwargs`` are
+    the task's; ``publish_options`` go to ``send_task`` (``retry_policy``...)."""
     return publish(app_or_client, Publications(ledger_client(app_or_client.conf.result_backend)),
-                   "audionorm.normalize_audio", [str(input_file), str(output_file)], kwargs)
+                   "audionorm.normalize_audio", [str(input_file), str(output_file)], kwargs,
+                   **(publish_options or {}))
 
 
 def default_processor(limits: Limits) -> AudioProcessor:

@@ -69,12 +69,18 @@ def client_app(url: str, backend_url: str | None = None):
                   config_source=settings)
 
 
+#: Publishing retries that ride out a broker restart (RabbitMQ's takes 6 to 9 s here): about a minute.
+RIDE_OUT_BROKER_RESTART = {"retry": True, "retry_policy": {"max_retries": 40, "interval_start": 0.25,
+                                                           "interval_step": 0.25, "interval_max": 2.0}}
+
+
 def send_job(client, input_file, output_file, mode: str, **kwargs):
     """Send one ``audionorm.normalize_audio`` job through ``client`` (:func:`client_app`), recorded so that the
-    service's lost-message sweep covers it (:func:`audionorm_lab.service.publish_job`); its ``AsyncResult``."""
+    service's lost-message sweep covers it (:func:`audionorm_lab.service.publish_job`), retried through a broker
+    restart as a client should; its ``AsyncResult``."""
     from audionorm_lab.service import publish_job
 
-    return publish_job(client, input_file, output_file, mode=mode, **kwargs)
+    return publish_job(client, input_file, output_file, publish_options=RIDE_OUT_BROKER_RESTART, mode=mode, **kwargs)
 
 
 class RedisServer:

@@ -106,14 +106,14 @@ def test_a_short_soak_records_a_timeline_for_every_late_job(tmp_path):
     every job counts as late, so every job's timeline is checked: published, its deliveries from the ledger with the
     fault before each, the workers' lines naming it, where the broker holds its message (nowhere, once it ended)."""
     out = tmp_path / "soak"
-    done = subprocess.run([sys.executable, "-m", "bench", "service-load", "--soak", "40s", "--late-after", "0",
-                           "--durations", "30s", "--jobs", "4", "--fault-every", "3s", "--deadline", "3m",
+    done = subprocess.run([sys.executable, "-m", "bench", "service-load", "--soak", "25s", "--late-after", "0",
+                           "--durations", "30s", "--jobs", "4", "--fault-every", "2s", "--deadline", "3m",
                            "--out", str(out), "--json"], cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads(done.stdout)
     assert results["lost"] == 0 and results["partial_outputs"] == 0 and results["ran_concurrently"] == 0
     assert results["failed_as_expected"] == results["bad_inputs"] >= 2  # the bad inputs fed among the good ones
-    assert sum(results["faults_injected"].values()) >= 6 and results["parameters"]["soak_seconds"] == 40.0
+    assert sum(results["faults_injected"].values()) >= 6 and results["parameters"]["soak_seconds"] == 25.0
     timelines = {t["job"]: t for t in results["timelines"]}
     assert len(timelines) == results["late_or_lost"] == results["submitted"] > 8  # fed beyond the first four
     faults = results["faults"]
