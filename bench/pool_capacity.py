@@ -1,12 +1,14 @@
 """python -m bench pool-capacity: how many streaming pool processes fit a container, as the kernel decides.
 
     python -m bench pool-capacity [--limits 512M,1G,2G] [--duration 3m] [--compat service|float]
-        [--overload 1G] [--resolution 1] [--out DIR] [--json]
+        [--output wav|flac] [--overload 1G] [--resolution 1] [--out DIR] [--json]
 
 For each limit, one real ``celery worker --pool prefork`` runs in a memory container of that limit
 (:class:`~bench.container.MemoryContainer`: main process, pool processes and their ffmpeg children
 in one memory cgroup, as a container runtime puts a worker), at a concurrency N, and is sent N
-streaming jobs at once (one per pool process, mp3s of ``--duration``). A try **fits** when every
+streaming jobs at once (one per pool process, mp3s of ``--duration``, each written as ``--output``: the
+service's 16-bit WAV by default, which the pool process writes itself; a FLAC output in service mode is
+encoded by one more ffmpeg per job, as pydub's export does, about 10 MB more each). A try **fits** when every
 job succeeds, the cgroup counts no OOM kill and the main process lives. The search starts from
 what the previous limit's tries say of the main process and of one busy pool process (64 MB each for
 the first limit; :func:`shares`) and steps
@@ -81,8 +83,9 @@ class Try:
 
 
 def try_concurrency(redis_url: str, folder: Path, sample: Path, limit_bytes: int, concurrency: int, compat: str,
-                    deadline_seconds: float = TRY_DEADLINE_SECONDS) -> Try:
-    """One try: a fresh worker in a fresh container, ``concurrency`` streaming jobs at once."""
+                    deadline_seconds: float = TRY_DEADLINE_SECONDS, output_format: str = "wav") -> Try:
+    """One try: a fresh worker in a fresh container, ``concurrency`` streaming jobs at once, each writing an
+    ``output_format`` file."""
     folder.mkdir(parents=True, exist_ok=True)
     worker = CeleryWorker(redis_url, folder, f"capacity-{concurrency}", concurrency=concurrency,
                           memory_limit_bytes=limit_bytes, interval_seconds=SAMPLE_SECONDS)
@@ -95,7 +98,7 @@ def try_concurrency(redis_url: str, folder: Path, sample: Path, limit_bytes: int
         worker.start_window()
         client = client_app(redis_url)
         started = time.monotonic()
-        results = [send_job(client, sample, folder / f"out-{i}.flac", "streaming", options={"compat": compat})
+        results = [send_job(client, sample, folder / f"out-{i}.{output_format}", "streaming", options={"compat": compat})
                    for i in range(concurrency)]
         _collect(outcome, results, started + deadline_seconds)
         outcome.wall_seconds = time.monotonic() - started
@@ -147,7 +150,8 @@ def search_limit(run_try, limit_bytes: int, guess: int, resolution: int = 1, log
 
 
 def capacity_by_limit(limits: list[int], duration_seconds: float, compat: str, folder: Path,
-                      overload_limit: int | None = None, resolution: int = 1, log=print) -> dict:
+                      overload_limit: int | None = None, resolution: int = 1, log=print,
+                      output_format: str = "wav") -> dict:
     """The search at each limit, and the overload run; the summary dict (also ``folder/pool-capacity.json``)."""
     sample = make_sample(duration_seconds, "mp3", log=lambda m: print(m, file=sys.stderr))
     redis = RedisServer(folder / "redis").start()
@@ -155,7 +159,7 @@ def capacity_by_limit(limits: list[int], duration_seconds: float, compat: str, f
     try:
         def run_try(limit: int, concurrency: int) -> Try:
             return try_concurrency(redis.url, folder / f"{limit // 10**6}MB-c{concurrency}", sample, limit,
-                                   concurrency, compat)
+                                   concurrency, compat, output_format=output_format)
 
         for limit in sorted(limits):
             tries = search_limit(run_try, limit, max(1, (limit - main) // per_process), resolution, log)
@@ -175,7 +179,8 @@ def capacity_by_limit(limits: list[int], duration_seconds: float, compat: str, f
                         "every_job_final": outcome.unfinished == 0}
     finally:
         redis.stop()
-    summary = {"duration_seconds": duration_seconds, "compat": compat, "mode": "streaming",
+    summary = {"duration_seconds": duration_seconds, "compat": compat, "output_format": output_format,
+               "mode": "streaming",
                "limit_enforced_by": _enforced_by(rows), "rows": rows, "overload": overload}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "pool-capacity.json").write_text(json.dumps(summary, indent=2))
@@ -213,7 +218,7 @@ def _try_line(t: Try) -> str:
 
 def print_summary(summary: dict) -> None:
     print(f"streaming pool processes per container ({summary['compat']} mode, "
-          f"{summary['duration_seconds']:g}-second mp3s, limit held by {summary['limit_enforced_by']}):")
+          f"{summary['duration_seconds']:g}-second mp3s to {summary['output_format']}, limit held by {summary['limit_enforced_by']}):")
     for row in summary["rows"]:
         print(f"  {row['limit_bytes'] / MB:6.0f} MB: {row['fits']} fit"
               + (f", {row['first_miss']} do not" if row["first_miss"] else ""))
@@ -232,6 +237,9 @@ def main(argv=None) -> int:
     parser.add_argument("--duration", default="3m", help="each job's mp3 length (default 3m)")
     parser.add_argument("--compat", choices=("service", "float"), default="service",
                         help="the jobs' mode: the service's 16-bit file (default) or float")
+    parser.add_argument("--output", choices=("wav", "flac"), default="wav",
+                        help="each job's output: WAV, the service's file (default), or FLAC (one more ffmpeg per job "
+                             "in service mode)")
     parser.add_argument("--overload", help="also run twice the concurrency that fit at this limit (e.g. 1G)")
     parser.add_argument("--resolution", type=int, default=1,
                         help="stop when a fitting and a failing concurrency are this close (default 1)")
@@ -244,7 +252,8 @@ def main(argv=None) -> int:
         limits.append(overload)
     out = args.out or RESULTS / time.strftime("pool-capacity-%Y%m%d-%H%M%S")
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
-    summary = capacity_by_limit(limits, parse_duration(args.duration), args.compat, out, overload, args.resolution, log)
+    summary = capacity_by_limit(limits, parse_duration(args.duration), args.compat, out, overload, args.resolution, log,
+                                output_format=args.output)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
