@@ -9,6 +9,8 @@ All are compiled without contraction into FMA (-ffp-contract=off, and -mavx2 doe
 are scipy's sosfilt's and numpy's, bit for bit.
 """
 
+import os
+
 from setuptools import Extension, setup
 
 FLAGS = ["-O3", "-ffp-contract=off"]
@@ -18,4 +20,5 @@ setup(ext_modules=[Extension("audionorm_lab._sections", ["audionorm_lab/_section
                    Extension("audionorm_lab._fft", ["audionorm_lab/_fft.cpp"], include_dirs=["vendor"],
                              extra_compile_args=FLAGS, depends=POCKETFFT),
                    Extension("audionorm_lab._fft_avx2", ["audionorm_lab/_fft_avx2.cpp"], include_dirs=["vendor"],
-                             extra_compile_args=FLAGS + ["-mavx2"], depends=POCKETFFT)])
+                             extra_compile_args=FLAGS + ["-mavx2"], depends=POCKETFFT)],
+      options={"build_ext": {"parallel": os.cpu_count() or 1}})  # the two transforms compile at once

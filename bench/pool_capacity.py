@@ -131,10 +131,11 @@ def _collect(outcome: Try, results: list, deadline: float) -> None:
 
 def search_limit(run_try, limit_bytes: int, guess: int, resolution: int = 1, log=print) -> list[Try]:
     """Tries at ``limit_bytes`` from ``guess`` until one fits and one at most ``resolution`` above it does not
-    (or 1 does not). ``run_try(limit, concurrency)`` makes one :class:`Try`. The step is an eighth of the guess
-    (at least 1) until the boundary is crossed, then halves the gap."""
+    (or 1 does not). ``run_try(limit, concurrency)`` makes one :class:`Try`. The step is a sixteenth of the guess
+    (at least ``resolution``: a guess from the limit before is close, and a try near 2 GB takes 20 s) until the
+    boundary is crossed, then halves the gap."""
     tries: dict[int, Try] = {}
-    n, step = max(1, guess), max(1, guess // 8)
+    n, step = max(1, guess), max(resolution, guess // 16)
     while True:
         tries[n] = run_try(limit_bytes, n)
         log(_try_line(tries[n]))
