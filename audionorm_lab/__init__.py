@@ -16,8 +16,8 @@ NormalizeOptions, NormalizeReport, LoudnessMeter, probe, AudioInfo
 AudionormError and its subclasses (bad input, output or option)
 """
 
-from .admission import Limits, admit
-from .delivery import DeliveryLedger
+from .service.admission import Limits, admit
+from .service.delivery import DeliveryLedger
 from .errors import (
     AudionormError,
     DecodeError,
@@ -32,13 +32,14 @@ from .errors import (
     UnsupportedFormatError,
     WidthError,
 )
-from .io import AudioInfo, probe
-from .loudness import LoudnessMeter, integrated_loudness
-from .metrics import seam_metric, snr_db
-from .options import COMPAT_MODES, NormalizeOptions
-from .pipeline import NormalizeReport, normalize_array, normalize_file
-from .processor import AudioJob, AudioProcessor
-from .sameness import Sameness, compare_files
+from .media.probe import AudioInfo, probe
+from .dsp.loudness import LoudnessMeter
+from .media.file_loudness import integrated_loudness
+from .dsp.metrics import seam_metric, snr_db
+from .stream.options import COMPAT_MODES, NormalizeOptions
+from .stream.pipeline import NormalizeReport, normalize_array, normalize_file
+from .service.processor import AudioJob, AudioProcessor
+from .media.sameness import Sameness, compare_files
 from .strategies import STRATEGIES, ffmpeg_segments, full_load
 
 __version__ = "0.1.0"

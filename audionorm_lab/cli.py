@@ -18,11 +18,11 @@ import sys
 from contextlib import contextmanager
 
 from .errors import AudionormError
-from .loudness import integrated_loudness
-from .gate_grid import GATE_GRIDS
-from .options import COMPAT_MODES, NOISE_PROFILES, NormalizeOptions
-from .spill import SPILL_MODES
-from .pipeline import PASS_NAMES, NormalizeReport
+from .media.file_loudness import integrated_loudness
+from .dsp.gate_grid import GATE_GRIDS
+from .stream.options import COMPAT_MODES, NOISE_PROFILES, NormalizeOptions
+from .stream.spill import SPILL_MODES
+from .stream.pipeline import PASS_NAMES, NormalizeReport
 from .strategies import CONCAT_MODES, STRATEGIES
 
 EXIT_BAD_INPUT = 2

@@ -5,7 +5,7 @@
 - ``ffmpeg_segments``: the fix as proposed: ffmpeg cuts the input into chunk files,
   each is processed on its own as the service processed a whole file, and the
   chunks are joined.
-- ``streaming``: this project's core (:func:`~audionorm_lab.pipeline.normalize_file`).
+- ``streaming``: this project's core (:func:`~audionorm_lab.stream.pipeline.normalize_file`).
 
 All three share the same stage implementations, so their outputs compare sample by sample.
 """
@@ -22,29 +22,20 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DecodeError, NotAudioError, OptionError
-from .containers import ffmpeg_input
-from .io import (
-    SINK_FORMATS,
-    AtomicSink,
-    AudioInfo,
-    check_input_file,
-    check_output_path,
-    last_line,
-    make_partial,
-    probe,
-    require_tool,
-)
-from .loudness import LoudnessMeter
-from .options import NormalizeOptions
-from .pipeline import NormalizeReport, normalize_array, normalize_file
-from .service_decode import pcm_to_float32
-from .service_export import service_pcm16
-from .stages import dbfs
+from .media.containers import ffmpeg_input
+from .media.probe import AudioInfo, check_input_file, last_line, probe, require_tool
+from .media.sinks import AtomicSink, SINK_FORMATS, check_output_path, make_partial
+from .dsp.loudness import LoudnessMeter
+from .stream.options import NormalizeOptions
+from .stream.pipeline import NormalizeReport, normalize_array, normalize_file
+from .media.service_decode import pcm_to_float32
+from .media.service_export import service_pcm16
+from .dsp.stages import dbfs
 
 CONCAT_MODES = ("stream", "memory")
 
 
-def _load_with_pydub(path) -> tuple[object, np.ndarray]:
+def load_with_pydub(path) -> tuple[object, np.ndarray]:
     """``AudioSegment.from_file(path)`` (the whole file in RAM) and its samples as float32 (frames, channels)."""
     from pydub import AudioSegment
     from pydub.exceptions import CouldntDecodeError
@@ -115,12 +106,12 @@ def full_load(src: str | os.PathLike, dst: str | os.PathLike, options: Normalize
     the service kept it), float copies of the whole recording, noisereduce's work.
     And it trusts its input as the service did: pydub hands the path to ffmpeg, which
     follows a playlist to the files it names. This is the evidence, so it stays so;
-    the service's task admits a job before any mode runs (:mod:`audionorm_lab.admission`).
+    the service's task admits a job before any mode runs (:mod:`audionorm_lab.service.admission`).
     """
     options = replace(options or NormalizeOptions(), **overrides)
     check_input_file(Path(src))  # the same clear errors as the other strategies for a missing or empty input
     dst = check_output_path(dst, src)
-    segment, samples = _load_with_pydub(src)
+    segment, samples = load_with_pydub(src)
     try:
         out, report = _process_in_memory(samples, segment.frame_rate, options)
     except ValueError as exc:  # noisereduce's own checks, e.g. on a 1 Hz or a 1 MHz header
@@ -203,7 +194,7 @@ def _process_segments(chunks: list[Path], options: NormalizeOptions, write) -> N
     meter_in = meter_out = None
     starts, gains, frames, peak, limited, notes = [], [], 0, 0.0, False, []
     for path in chunks:
-        segment, samples = _load_with_pydub(path)
+        segment, samples = load_with_pydub(path)
         path.unlink()  # the chunk file is no longer needed: free its disk space now
         if first is None:
             meter_in = LoudnessMeter(segment.frame_rate, segment.channels)
@@ -233,7 +224,7 @@ def _process_segments(chunks: list[Path], options: NormalizeOptions, write) -> N
 
 
 def streaming(src, dst, options: NormalizeOptions | None = None, progress=None, **overrides) -> NormalizeReport:
-    """This project's core: :func:`~audionorm_lab.pipeline.normalize_file`."""
+    """This project's core: :func:`~audionorm_lab.stream.pipeline.normalize_file`."""
     return normalize_file(src, dst, options, progress=progress, **overrides)
 
 

@@ -2,20 +2,10 @@
 
 import sys
 
-from . import (
-    compare,
-    flat_memory,
-    harness,
-    hostile,
-    pool_capacity,
-    report,
-    same_as_service,
-    sections_speed,
-    service_load,
-    service_repro,
-    smallest_container,
-    tune,
-)
+from .cluster import pool_capacity, service_load, service_repro
+from .measuring import flat_memory, harness, hostile, same_as_service, sections_speed, smallest_container
+from .reporting import compare, report
+from .tuning import tune
 
 COMMANDS = {"run": harness.main, "compare": compare.main, "report": report.main, "flat-memory": flat_memory.main,
             "service-repro": service_repro.main, "service-load": service_load.main,

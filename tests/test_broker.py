@@ -5,9 +5,9 @@ import threading
 import pytest
 from celery import Celery, states
 
-from audionorm_lab.broker import DEFAULT_HEARTBEAT_SECONDS, QUEUE, broker_settings
+from audionorm_lab.service.broker import DEFAULT_HEARTBEAT_SECONDS, QUEUE, broker_settings
 from audionorm_lab.errors import NotAudioError
-from bench.celery_cluster import RedisServer
+from bench.cluster.redis_server import RedisServer
 
 
 def test_rabbitmq_takes_a_durable_quorum_queue_with_confirms_and_its_results_in_redis():

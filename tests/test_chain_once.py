@@ -13,7 +13,8 @@ import soundfile as sf
 from scipy import signal as scipy_signal
 
 from audionorm_lab import normalize_array, normalize_file, snr_db
-from audionorm_lab.stages import NoiseGate, highpass
+from audionorm_lab.dsp.noise_gate import NoiseGate
+from audionorm_lab.dsp.stages import highpass
 from conftest import CLI, leftovers, speech_like
 
 RATE = 44100
@@ -193,9 +194,9 @@ def test_workers_must_be_a_positive_count(long_wav, tmp_path):
 def test_the_gate_gets_the_cores_the_scan_and_the_chain_leave(monkeypatch, workers, ahead, gate_threads):
     """On 2 cores a chunk is gated while the one before is written, its pieces on one thread: the scan and the
     chain's own thread keep the cores busy, and more gate threads only cost CPU (plan.THREADS_BESIDE_THE_GATE)."""
-    from audionorm_lab import plan as plan_module
-    from audionorm_lab.io import AudioInfo
-    from audionorm_lab.options import NormalizeOptions
+    from audionorm_lab.stream import plan as plan_module
+    from audionorm_lab.media.probe import AudioInfo
+    from audionorm_lab.stream.options import NormalizeOptions
 
     monkeypatch.setattr(plan_module, "available_cores", lambda: 8)
     info = AudioInfo("speech.wav", RATE, 2, 600 * RATE, "WAV", "soundfile", None)

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from bench.container import KERNEL_V1, KERNEL_V2, PREFIX, WATCHDOG, MemoryContainer, owner_pid, own_memory_cgroup
-from bench.measure import run_measured
+from bench.measuring.container import KERNEL_V1, KERNEL_V2, PREFIX, WATCHDOG, MemoryContainer, owner_pid, own_memory_cgroup
+from bench.measuring.measure import run_measured
 
 MB = 10**6
 CGROUP = own_memory_cgroup()
@@ -76,7 +76,7 @@ def test_the_watchdog_holds_the_limit_where_forced(monkeypatch):
 def test_a_harness_killed_midway_leaves_no_cgroup_and_no_process():
     harness = subprocess.Popen([sys.executable, "-c", (
         "import subprocess, sys, time\n"
-        "from bench.container import MemoryContainer\n"
+        "from bench.measuring.container import MemoryContainer\n"
         "box = MemoryContainer(100 * 10**6)\n"
         "child = subprocess.Popen(box.wrap(['sleep', '600']))\n"
         "while child.pid not in box.pids():\n"

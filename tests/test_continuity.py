@@ -7,8 +7,9 @@ import pytest
 from scipy import signal
 
 from audionorm_lab import normalize_array
-from audionorm_lab.pipeline import ArraySource, context_chunks
-from audionorm_lab.stages import highpass, voice_band
+from audionorm_lab.dsp.chunks import context_chunks
+from audionorm_lab.stream.pipeline import ArraySource
+from audionorm_lab.dsp.stages import highpass, voice_band
 from conftest import speech_like
 
 RATE = 44100

@@ -8,7 +8,7 @@ import time
 
 import soundfile as sf
 
-from audionorm_lab.delivery import holder_alive
+from audionorm_lab.service.delivery import holder_alive
 
 
 def test_a_killed_process_not_yet_reaped_holds_no_lock():
@@ -37,7 +37,7 @@ def test_a_killed_run_leaves_no_encoder_writing_its_temporary_file(tmp_path):
 
     script = (
         "import sys, time, numpy as np\n"
-        "from audionorm_lab.service_export import ServiceSink\n"
+        "from audionorm_lab.media.service_export import ServiceSink\n"
         "sink = ServiceSink(sys.argv[1], 44100, 2).__enter__()\n"
         "sink.write(np.zeros((44100, 2), np.float32))\n"
         "print(sink._encoder.pid, flush=True)\n"

@@ -5,11 +5,11 @@ import math
 
 import pytest
 
-from audionorm_lab.processor import in_memory_peak_bytes
-from bench import history
-from bench.claims import evaluate, record
-from bench.kill_limit import NoRoomForLimit, between, full_load_predicted_bytes
-from bench.sizing import pool_processes_that_fit, recommendation, sizing_table
+from audionorm_lab.service.processor import in_memory_peak_bytes
+from bench.reporting import history
+from bench.reporting.claims import evaluate, record
+from bench.measuring.kill_limit import NoRoomForLimit, between, full_load_predicted_bytes
+from bench.tuning.sizing import pool_processes_that_fit, recommendation, sizing_table
 
 MB = 10**6
 
@@ -53,7 +53,7 @@ def test_claims_are_recorded_once_per_key(tmp_path):
 
 def test_a_speed_bound_is_marked_as_one_wherever_it_goes(tmp_path):
     """A claim on how fast something ran says so in the values file, back in a Claim, and in its HTML."""
-    from bench.claims import load
+    from bench.reporting.claims import load
 
     path = tmp_path / "03_memory_profiles.values.json"
     record(path, evaluate("fast", "Streaming is faster", 4.2, at_least=1.5, unit="x", speed=True))

@@ -1,15 +1,15 @@
-"""The scan's single-precision decision of the 80 dB floor (audionorm_lab.floor_decision): the bins it opens are those
+"""The scan's single-precision decision of the 80 dB floor (audionorm_lab.dsp.floor_decision): the bins it opens are those
 the exact peaks open, in every piece, including bins whose peak lies on the floor's level and inputs that overflow."""
 
 import numpy as np
 import pytest
 
-from audionorm_lab.chunks import array_reader
-from audionorm_lab.floor_decision import FloorBounds, single_precision_error
-from audionorm_lab.gate_grid import GateGrid, PeakScan, spectral_peaks
-from audionorm_lab.gate_kernels import decide_bins
-from audionorm_lab.stages import NOISE_PROFILE_FRAMES, NoiseGate
-from audionorm_lab.stft import frame_spectra, single_precision_spectra
+from audionorm_lab.dsp.chunks import array_reader
+from audionorm_lab.dsp.floor_decision import FloorBounds, single_precision_error
+from audionorm_lab.dsp.gate_grid import GateGrid, PeakScan, spectral_peaks
+from audionorm_lab.dsp.gate_kernels import decide_bins
+from audionorm_lab.dsp.noise_gate import NOISE_PROFILE_FRAMES, NoiseGate
+from audionorm_lab.dsp.stft import frame_spectra, single_precision_spectra
 from conftest import speech_like
 
 RATE = 44100

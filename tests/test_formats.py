@@ -8,7 +8,8 @@ import pytest
 import soundfile as sf
 
 from audionorm_lab import integrated_loudness, normalize_file, probe
-from audionorm_lab.io import PIPE_BYTES, AtomicSink, open_source
+from audionorm_lab.media.sinks import AtomicSink
+from audionorm_lab.media.sources import PIPE_BYTES, open_source
 from conftest import encode, leftovers, speech_like
 
 RATE = 44100

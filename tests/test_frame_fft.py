@@ -1,4 +1,4 @@
-"""The STFT's real transforms (audionorm_lab.frame_fft): numpy.fft's bits, from the baseline build and the AVX2 one."""
+"""The STFT's real transforms (audionorm_lab.dsp.frame_fft): numpy.fft's bits, from the baseline build and the AVX2 one."""
 
 import subprocess
 import sys
@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import scipy.fft
 
-from audionorm_lab import _fft, frame_fft
-from audionorm_lab.stft import _analysis_window, stft
+from audionorm_lab.dsp import _fft, frame_fft
+from audionorm_lab.dsp.stft import analysis_window, stft
 from conftest import speech_like
 
 
 def builds():
     yield pytest.param(_fft, id="baseline")
     if _fft.avx2_usable():
-        from audionorm_lab import _fft_avx2
+        from audionorm_lab.dsp import _fft_avx2
 
         yield pytest.param(_fft_avx2, id="avx2")
 
@@ -50,7 +50,7 @@ def frame_sets():
 
 def test_windowed_rfft_is_numpys_bit_for_bit(build):
     for name, frames in frame_sets():
-        window = _analysis_window(frames.shape[1])
+        window = analysis_window(frames.shape[1])
         expected = np.fft.rfft(np.multiply(frames, window, dtype=np.float64), axis=-1)
         assert same_bits(frame_fft.windowed_rfft(frames, window), expected), name
         out = np.full(expected.shape, np.nan + 0j)
@@ -61,7 +61,7 @@ def test_windowed_rfft_in_float32_is_scipys_bit_for_bit(build):
     """The scan's single-precision spectra: scipy.fft.rfft of the float32 product (numpy's float32 FFT rounds
     differently)."""
     for name, frames in frame_sets():
-        window = _analysis_window(frames.shape[1], np.float32)
+        window = analysis_window(frames.shape[1], np.float32)
         expected = scipy.fft.rfft(np.multiply(frames, window, dtype=np.float32), axis=-1)
         assert expected.dtype == np.complex64
         assert same_bits(frame_fft.windowed_rfft(frames, window), expected), name

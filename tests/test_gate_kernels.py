@@ -1,10 +1,10 @@
-"""The noise gate's C kernels (audionorm_lab.gate_kernels) against the numpy expressions they replace, bit for bit."""
+"""The noise gate's C kernels (audionorm_lab.dsp.gate_kernels) against the numpy expressions they replace, bit for bit."""
 
 import numpy as np
 import pytest
 
-from audionorm_lab.gate_kernels import apply_gate, column_max_abs, overlap_add
-from audionorm_lab.stages import smooth_mask
+from audionorm_lab.dsp.gate_kernels import apply_gate, column_max_abs, overlap_add
+from audionorm_lab.dsp.noise_gate import smooth_mask
 
 
 def spectra(frames: int, bins: int, seed: int) -> np.ndarray:

@@ -10,8 +10,8 @@ from pathlib import Path
 import memray
 import pytest
 
-from bench.compare import compare
-from bench.container import WATCHDOG, own_memory_cgroup
+from bench.reporting.compare import compare
+from bench.measuring.container import WATCHDOG, own_memory_cgroup
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,7 +111,7 @@ def test_plots_draw_the_default_chunking_and_survive_a_run_without_it(tmp_path):
     from matplotlib.figure import Figure
 
     from audionorm_lab import NormalizeOptions
-    from bench.plots import make_plots, plot_rss_vs_size
+    from bench.measuring.run_plots import make_plots, plot_rss_vs_size
 
     default = NormalizeOptions()
     rows = [{"strategy": "streaming", "size": f"{m}m", "audio_seconds": 60.0 * m, "status": "ok",

@@ -11,12 +11,12 @@ import pytest
 import soundfile as sf
 
 from audionorm_lab import NormalizeOptions, normalize_array, normalize_file, probe
-from audionorm_lab.admission import Limits, admit
+from audionorm_lab.service.admission import Limits, admit
 from audionorm_lab.errors import NotAudioError, OutputPathError, PathOutsideRootError, TooLongError, WidthError
-from audionorm_lab.geometry import MAX_CHANNELS, capped_frames, check_width
-from bench.hostile import run_one
-from bench.measure import IMPORT_FLOOR_COMMAND, run_measured
-from bench.service_repro import Service
+from audionorm_lab.dsp.geometry import MAX_CHANNELS, capped_frames, check_width
+from bench.measuring.hostile import run_one
+from bench.measuring.measure import IMPORT_FLOOR_COMMAND, run_measured
+from bench.cluster.service_repro import Service
 from data.hostile import make_corpus, mark_unread, secret_of, tone, was_read
 
 #: The memory bound: peak RSS of the process tree at most this far above the import floor, bytes.

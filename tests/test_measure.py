@@ -4,8 +4,8 @@ import sys
 
 import psutil
 
-from bench.container import WATCHDOG
-from bench.measure import run_measured
+from bench.measuring.container import WATCHDOG
+from bench.measuring.measure import run_measured
 
 MB = 10**6
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench.processes import free_port
+from bench.measuring.processes import free_port
 from conftest import CHROMEDRIVER, CHROMIUM
 from data.fetch_samples import make_sample
 

@@ -12,10 +12,10 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from bench import history, index_page
-from bench.container import own_memory_cgroup
-from bench.machine import describe
-from bench.report import NOTEBOOKS, execute
+from bench.reporting import history, index_page
+from bench.measuring.container import own_memory_cgroup
+from bench.measuring.machine import describe
+from bench.reporting.report import NOTEBOOKS, execute
 from conftest import CHROMEDRIVER, CHROMIUM
 from data.fetch_samples import make_sample
 
@@ -188,7 +188,7 @@ def test_05_service_capacity(reports):
     # RabbitMQ's load, and the kill-main and vanish-host faults, run in test_service_load_rabbitmq and test_service_load
     assert_every_claim_holds(values, "05_service_capacity")
     load = values["load"]
-    # jobs finished before every fault was injected are followed by more of the same (bench.service_load.JobFeed)
+    # jobs finished before every fault was injected are followed by more of the same (bench.cluster.load_jobs.JobFeed)
     assert load["succeeded"] == load["submitted"] - load["bad_inputs"] >= 4
     assert all(count == 1 for count in load["faults_injected"].values()), load["faults_injected"]
     capacity = values["capacity"]

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from audionorm_lab.parallel import Aside
-from audionorm_lab.shared_source import SharedSource, SourceClosed
+from audionorm_lab.dsp.parallel import Aside
+from audionorm_lab.stream.shared_source import SharedSource, SourceClosed
 
 
 class CountingSource:

@@ -1,6 +1,6 @@
 """The pool-capacity search: where it stops, and what it reports (the runs themselves: test_notebooks' 05)."""
 
-from bench.pool_capacity import Try, search_limit, shares
+from bench.cluster.pool_capacity import Try, search_limit, shares
 
 LIMIT = 10**9
 

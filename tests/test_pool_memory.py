@@ -1,13 +1,13 @@
 """What a pool process costs its container: frozen objects before the fork, its share of the cores, its heap
-handed back after each job (audionorm_lab.pool_memory), on a real prefork worker."""
+handed back after each job (audionorm_lab.service.pool_memory), on a real prefork worker."""
 
 import subprocess
 import sys
 from pathlib import Path
 
-from audionorm_lab import pool_memory
-from audionorm_lab.parallel import available_cores
-from bench.service_repro import Service
+from audionorm_lab.service import pool_memory
+from audionorm_lab.dsp.parallel import available_cores
+from bench.cluster.service_repro import Service
 from data.fetch_samples import make_sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ def private_dirty_bytes(pid: int) -> int:
 def test_a_child_forked_after_freezing_finds_the_objects_frozen():
     """The collector of a forked child never visits the parent's objects, so it does not copy their pages."""
     code = ("import gc, os\n"
-            "from audionorm_lab.pool_memory import freeze_objects_before_each_fork\n"
+            "from audionorm_lab.service.pool_memory import freeze_objects_before_each_fork\n"
             "freeze_objects_before_each_fork()\n"
             "pid = os.fork()\n"
             "if pid == 0:\n"

@@ -1,5 +1,5 @@
 """A job the Redis transport lost between BRPOP and its bookkeeping, reproduced on real Redis and real workers, and
-published again by the sweep (audionorm_lab.publications)."""
+published again by the sweep (audionorm_lab.service.publications)."""
 
 import os
 import signal
@@ -8,8 +8,9 @@ import time
 import pytest
 import redis
 
-from audionorm_lab.publications import Publications, held_by_broker, message_task_id
-from bench.celery_cluster import CeleryWorker, RedisServer, client_app, send_job
+from audionorm_lab.service.publications import Publications, held_by_broker, message_task_id
+from bench.cluster.celery_cluster import CeleryWorker, client_app, send_job
+from bench.cluster.redis_server import RedisServer
 from data.fetch_samples import make_sample
 
 SWEEP = {"AUDIONORM_LOST_MESSAGE_SECONDS": "3", "AUDIONORM_SWEEP_INTERVAL": "1"}

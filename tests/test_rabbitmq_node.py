@@ -8,7 +8,7 @@ import psutil
 from amqp.exceptions import PreconditionFailed
 from kombu import Connection, Exchange, Queue
 
-from bench.rabbitmq_node import CONSUMER_TIMEOUT_MS, RabbitMQNode
+from bench.cluster.rabbitmq_node import CONSUMER_TIMEOUT_MS, RabbitMQNode
 
 QUEUE = Queue("held", Exchange("held", type="direct"), routing_key="held", durable=True,
               queue_arguments={"x-queue-type": "quorum"})

@@ -24,10 +24,10 @@ from audionorm_lab import (
     normalize_array,
     normalize_file,
 )
-from audionorm_lab.io import probe
-from audionorm_lab.sameness import compare_files
-from audionorm_lab.service_decode import ServiceDecode
-from audionorm_lab.strategies import _load_with_pydub
+from audionorm_lab.media.probe import probe
+from audionorm_lab.media.sameness import compare_files
+from audionorm_lab.media.service_decode import ServiceDecode
+from audionorm_lab.strategies import load_with_pydub
 from data.service_corpus import CORPUS, MIN_FRAMES, make_corpus
 
 
@@ -51,7 +51,7 @@ def test_the_service_decode_gives_pydubs_samples(corpus):
         decode = ServiceDecode.of(probe(path))
         with decode.open() as source:
             ours = np.concatenate(list(source.blocks(100_000)))
-        _, theirs = _load_with_pydub(path)
+        _, theirs = load_with_pydub(path)
         assert ours.dtype == theirs.dtype == np.float32
         assert ours.shape == theirs.shape and np.array_equal(ours, theirs), path.name
         assert decode.kind == ("wav" if path.suffix == ".wav" else "ffmpeg")
@@ -99,7 +99,7 @@ def test_bench_same_as_service_says_when_full_load_is_killed(corpus):
 
 def test_bench_same_as_service_exits_1_on_a_difference(corpus, tmp_path, monkeypatch):
     """A file the service would not have written (float mode's output) is reported and fails the run."""
-    from bench import same_as_service
+    from bench.measuring import same_as_service
 
     monkeypatch.setattr(same_as_service, "STREAMING_ARGS", ["--compat", "float"])
     result = same_as_service.run([str(corpus[0])], ("wav",), 3 * 10**9)
@@ -143,7 +143,7 @@ def test_the_gates_one_difference_from_noisereduce_is_its_fft_convolution(corpus
     from scipy import signal
 
     path = next(p for p in corpus if p.suffix == ".mp3" and probe(p).channels == 1)
-    samples = _load_with_pydub(path)[1][:620_000]  # two of the gate's 600,000-frame pieces
+    samples = load_with_pydub(path)[1][:620_000]  # two of the gate's 600,000-frame pieces
     rate = probe(path).sample_rate
     gated, _ = normalize_array(samples, rate, NormalizeOptions(normalize_loudness=False, highpass_hz=None,
                                                                voice_band_hz=None))

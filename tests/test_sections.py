@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from audionorm_lab.loudness import channel_weights, k_weighting_sos
-from audionorm_lab.metrics import snr_db
-from audionorm_lab.sections import butterworth, filter_frames, weighted_power
+from audionorm_lab.dsp.loudness import channel_weights, k_weighting_sos
+from audionorm_lab.dsp.metrics import snr_db
+from audionorm_lab.dsp.sections import butterworth, filter_frames, weighted_power
 from audionorm_lab import NormalizeOptions
-from audionorm_lab.stages import chain_sections, noise_profile_db
-from audionorm_lab.stft import hann, scipy_stft_float32
+from audionorm_lab.dsp.noise_gate import noise_profile_db
+from audionorm_lab.dsp.stages import chain_sections
+from audionorm_lab.dsp.stft import hann, scipy_stft_float32
 from conftest import encode, speech_like
 
 RATE = 44100

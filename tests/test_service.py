@@ -12,9 +12,9 @@ import soundfile as sf
 from billiard.exceptions import WorkerLostError
 
 from audionorm_lab import integrated_loudness
-from audionorm_lab.io import partial_outputs
-from bench.container import WATCHDOG
-from bench.service_repro import Service
+from audionorm_lab.media.sinks import partial_outputs
+from bench.measuring.container import WATCHDOG
+from bench.cluster.service_repro import Service
 from conftest import leftovers
 from data.fetch_samples import make_sample
 
@@ -201,7 +201,7 @@ def test_a_restore_pass_cut_short_holds_a_cold_shutdowns_job_back_only_until_its
     comes back once the lock expires (AUDIONORM_RESTORE_MUTEX_EXPIRE, 8 s here), not before, and is finished."""
     import redis
 
-    from bench.celery_cluster import CeleryWorker
+    from bench.cluster.celery_cluster import CeleryWorker
 
     expire = 8.0
     env = {"AUDIONORM_VISIBILITY_TIMEOUT": "2", "AUDIONORM_RESTORE_INTERVAL": "0.5",

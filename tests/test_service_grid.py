@@ -15,10 +15,10 @@ import soundfile as sf
 from scipy import signal
 
 from audionorm_lab import full_load, normalize_array, normalize_file, snr_db
-from audionorm_lab.chunks import array_reader
-from audionorm_lab.gate_grid import SERVICE_PADDING_FRAMES, GateGrid, spectral_peaks
-from audionorm_lab.stages import NOISE_PROFILE_FRAMES, NoiseGate
-from audionorm_lab.service_export import service_pcm16
+from audionorm_lab.dsp.chunks import array_reader
+from audionorm_lab.dsp.gate_grid import SERVICE_PADDING_FRAMES, GateGrid, spectral_peaks
+from audionorm_lab.dsp.noise_gate import NOISE_PROFILE_FRAMES, NoiseGate
+from audionorm_lab.media.service_export import service_pcm16
 from conftest import speech_like
 
 GATE_ONLY = dict(highpass_hz=None, voice_band_hz=None, normalize_loudness=False)

@@ -9,9 +9,9 @@ from pathlib import Path
 import psutil
 import soundfile as sf
 
-from bench.faults import FAULT_KINDS, spare_last_deliveries
-from bench.redelivery import ALREADY_REQUEUED, fault_kind, redelivery_latencies
-from bench.service_load import ran_concurrently
+from bench.cluster.faults import FAULT_KINDS, spare_last_deliveries
+from bench.cluster.redelivery import ALREADY_REQUEUED, fault_kind, redelivery_latencies
+from bench.cluster.service_load import ran_concurrently
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,7 +132,7 @@ def test_a_short_soak_records_a_timeline_for_every_late_job(tmp_path):
 
 
 def test_redelivery_latencies_are_summarized_by_median_p95_and_max():
-    from bench.redelivery import summarize_latencies
+    from bench.cluster.redelivery import summarize_latencies
 
     summary = summarize_latencies({"kill-child": [float(s) for s in range(20, 0, -1)], "kill-main": [7.0]})
     assert summary["kill-child"] == {"count": 20, "median_seconds": 10.5, "p95_seconds": 19.0, "max_seconds": 20.0}

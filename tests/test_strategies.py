@@ -9,7 +9,7 @@ import soundfile as sf
 from audionorm_lab import (AudioJob, AudioProcessor, NormalizeOptions, ffmpeg_segments, full_load, normalize_file,
                            seam_metric, snr_db)
 from audionorm_lab import strategies
-from audionorm_lab.stages import IIRFilter
+from audionorm_lab.dsp.stages import IIRFilter
 from conftest import leftovers
 from data.fetch_samples import make_sample
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.tune import CANDIDATE_CHUNKS_SECONDS, SPEED_RESOLUTION, Model, NothingFits, fidelity_at, fit, recommend
+from bench.tuning.tune import CANDIDATE_CHUNKS_SECONDS, SPEED_RESOLUTION, Model, NothingFits, fidelity_at, fit, recommend
 from data.fetch_samples import make_sample
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 /* The STFT's real transforms: numpy's pocketfft (numpy 2.4.6's copy of pocketfft_hdronly.h,
  * BSD-3-Clause, in the repository's vendor/pocketfft/), compiled twice by setup.py: for the baseline CPU
- * (audionorm_lab._fft) and with AVX2 (audionorm_lab._fft_avx2).
+ * (audionorm_lab.dsp._fft) and with AVX2 (audionorm_lab.dsp._fft_avx2).
  *
  * pocketfft transforms several frames at once, one per vector lane, each lane doing the arithmetic of
  * a one-frame transform. numpy's wheel is built for SSE2's two lanes of float64 (scipy's for four of
@@ -12,7 +12,7 @@
  * and the plans (twiddle factors) are made once per length, not per call.
  *
  * The loops are pocketfft's general_r2c and general_c2r (numpy's path for rfft and irfft along the
- * last axis), with the window's product added. The Python side (audionorm_lab.frame_fft) checks every
+ * last axis), with the window's product added. The Python side (audionorm_lab.dsp.frame_fft) checks every
  * buffer's type and shape; this file trusts them.
  */
 #define PY_SSIZE_T_CLEAN
@@ -202,8 +202,8 @@ static PyObject *py_avx2_usable(PyObject *, PyObject *)
 
 static PyMethodDef methods[] = {
     {"windowed_rfft", py_windowed_rfft, METH_VARARGS,
-     "windowed_rfft(frames, row_stride, step, window, rows, count, n, single): see audionorm_lab.frame_fft."},
-    {"irfft", py_irfft, METH_VARARGS, "irfft(rows, frames, count, n): see audionorm_lab.frame_fft."},
+     "windowed_rfft(frames, row_stride, step, window, rows, count, n, single): see audionorm_lab.dsp.frame_fft."},
+    {"irfft", py_irfft, METH_VARARGS, "irfft(rows, frames, count, n): see audionorm_lab.dsp.frame_fft."},
     {"avx2_usable", py_avx2_usable, METH_NOARGS, "Whether this CPU and its OS run AVX2 code."},
     {NULL, NULL, 0, NULL},
 };

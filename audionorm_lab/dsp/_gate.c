@@ -1,6 +1,6 @@
 /* The noise gate's element-wise work on STFT spectra, in one pass each, without the GIL.
  *
- * With the Python side (audionorm_lab.gate_kernels), each gives bit for bit what the numpy
+ * With the Python side (audionorm_lab.dsp.gate_kernels), each gives bit for bit what the numpy
  * expressions it replaces give (noted at each), compiled without contraction into FMA
  * (-ffp-contract=off); tests/test_gate_kernels.py checks it. Magnitudes are never computed here:
  * numpy's np.abs has its own algorithm (and a fused multiply-add on some CPUs), so where a

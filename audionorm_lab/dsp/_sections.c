@@ -5,7 +5,7 @@
  * -ffp-contract=off). What differs is the loop order: scipy filters one channel after the
  * other, and each sample waits for the one before it in the same section; here the channels of
  * a frame go through each section together, so their recurrences overlap in the CPU (and in
- * one SIMD register for stereo). The Python side (audionorm_lab.sections) checks every
+ * one SIMD register for stereo). The Python side (audionorm_lab.dsp.sections) checks every
  * buffer's type and shape; this file trusts them.
  */
 #define PY_SSIZE_T_CLEAN
@@ -180,7 +180,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"filter", filter, METH_VARARGS,
-     "filter(sos, state, frames_in, frames_out, power, weights, channels): see audionorm_lab.sections."},
+     "filter(sos, state, frames_in, frames_out, power, weights, channels): see audionorm_lab.dsp.sections."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,12 +1,12 @@
 """The noise gate's 80 dB floor decided from single-precision spectra: the open bins the exact peaks give.
 
-Of each grid piece's peaks (:func:`~audionorm_lab.gate_grid.spectral_peaks`) the gate uses only which bins
-the floor opens (:meth:`~audionorm_lab.stages.NoiseGate.open_bins`): whether some frame's magnitude in the
+Of each grid piece's peaks (:func:`~audionorm_lab.dsp.gate_grid.spectral_peaks`) the gate uses only which bins
+the floor opens (:meth:`~audionorm_lab.dsp.noise_gate.NoiseGate.open_bins`): whether some frame's magnitude in the
 piece passes a level of that bin's. Taking every frame's spectrum in double precision for that cost the scan
 as much CPU as the gate's own forward transforms. :class:`FloorBounds` transforms a block of frames in single
-precision (:func:`~audionorm_lab.stft.single_precision_spectra`, about a third of the time) and decides each
+precision (:func:`~audionorm_lab.dsp.stft.single_precision_spectra`, about a third of the time) and decides each
 bin where the single-precision magnitudes decide beyond doubt; a block that leaves a bin in doubt is
-transformed again in double precision and its exact peaks taken (:func:`~audionorm_lab.gate_grid.fold_exact`).
+transformed again in double precision and its exact peaks taken (:func:`~audionorm_lab.dsp.gate_grid.fold_exact`).
 The open bins, hence the output, are those of the exact peaks, bit for bit.
 
 Beyond doubt means outside a margin of :func:`single_precision_error` times the frame's whole-spectrum L2
@@ -22,7 +22,7 @@ norm ``||Y||`` (from its own bins, by Parseval), plus 1e-30 for underflow:
 
 The margin is 5 times their sum (2.1e-5 of ``||Y||`` at 1024 points); measured on speech the largest
 difference is 1.2e-7 of ``||Y||``. A frame that is not finite in single precision (an overflow) leaves every
-bin in doubt. The bin's levels are checked against :meth:`~audionorm_lab.stages.NoiseGate.open_bins` itself
+bin in doubt. The bin's levels are checked against :meth:`~audionorm_lab.dsp.noise_gate.NoiseGate.open_bins` itself
 (:meth:`FloorBounds.of`), so the floor's own rounding near its level cannot differ either; the decision takes
 the floor to rise with the peak, as a logarithm does.
 """
@@ -68,7 +68,7 @@ class FloorBounds:
 
     @classmethod
     def of(cls, gate) -> FloorBounds:
-        """The bounds of a :class:`~audionorm_lab.stages.NoiseGate`'s floor, checked against its ``open_bins``."""
+        """The bounds of a :class:`~audionorm_lab.dsp.noise_gate.NoiseGate`'s floor, checked against its ``open_bins``."""
         thresholds = np.asarray(gate.noise_threshold_db, np.float64)
         level = 10.0 ** ((thresholds + 80.0) / 20.0) - np.finfo(np.float64).eps  # where open_bins turns
         below, above = np.zeros_like(level), np.full_like(level, np.inf)

@@ -1,7 +1,7 @@
 """The STFT's real transforms, numpy's and scipy's to the bit, four frames at a time (eight in float32) on AVX2.
 
 numpy.fft runs pocketfft, which transforms several frames at once, one per vector lane; numpy's wheel is built
-for two lanes of float64 (SSE2), and scipy's for four of float32. :mod:`audionorm_lab._fft` is numpy's own copy of
+for two lanes of float64 (SSE2), and scipy's for four of float32. :mod:`audionorm_lab.dsp._fft` is numpy's own copy of
 pocketfft built twice (setup.py): for the baseline CPU and with AVX2 (``_fft_avx2``, four lanes of float64, eight
 of float32), without contraction into FMA. A lane does what a one-frame transform does, so either build gives
 ``numpy.fft.rfft``'s and ``numpy.fft.irfft``'s results, and ``scipy.fft.rfft``'s in float32, bit for bit

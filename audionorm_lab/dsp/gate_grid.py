@@ -7,7 +7,7 @@ loudest frame of every bin across the whole signal the gate was handed. Two grid
 - ``"service"``: what ``noisereduce.reduce_noise(y, sr, stationary=True)`` does, so
   streaming gates as the service did (bit for bit but for the mask smoothing's last bits: noisereduce
   convolves by FFT, this gate sums exactly). The signal is gated in pieces of
-  :data:`~audionorm_lab.stages.NOISE_PROFILE_FRAMES` (600,000) frames; each piece is
+  :data:`~audionorm_lab.dsp.noise_gate.NOISE_PROFILE_FRAMES` (600,000) frames; each piece is
   handed to the gate with :data:`SERVICE_PADDING_FRAMES` (30,000) frames of context on
   each side (zeros beyond the file's ends), so its STFT grid starts 30,000 frames
   before the piece and its 80 dB floor comes from that padded piece.
@@ -16,7 +16,7 @@ loudest frame of every bin across the whole signal the gate was handed. Two grid
 
 :func:`spectral_peaks` measures the loudest STFT magnitude of every bin, piece and
 channel in one streamed pass (O(block) memory; a few kB per piece); the gate turns
-them into the bins the floor opens (:meth:`~audionorm_lab.stages.NoiseGate.open_bins`).
+them into the bins the floor opens (:meth:`~audionorm_lab.dsp.noise_gate.NoiseGate.open_bins`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import OptionError
+from ..errors import OptionError
 from .floor_decision import FloorBounds, fold_exact
+from .noise_gate import NOISE_PROFILE_FRAMES
 
 #: noisereduce's ``reduce_noise`` default ``padding``: context on each side of a piece, frames.
 SERVICE_PADDING_FRAMES = 30_000
@@ -61,8 +62,6 @@ class GateGrid:
 
     @classmethod
     def named(cls, kind: str, hop_frames: int) -> "GateGrid":
-        from .stages import NOISE_PROFILE_FRAMES
-
         if kind == "service":
             return cls(kind, hop_frames, NOISE_PROFILE_FRAMES, SERVICE_PADDING_FRAMES)
         if kind == "file":
@@ -148,8 +147,8 @@ def spectral_peaks(read: Callable[[int], np.ndarray], channels: int, grid: GateG
     fold : callable, optional
         ``fold(frames, peaks)`` folds a block of one channel's frames (float32 ``(count, n_fft)``)
         into that channel's peaks of the piece (float64 ``(n_fft // 2 + 1,)``, in place): by default
-        each bin's loudest magnitude (:func:`~audionorm_lab.floor_decision.fold_exact`); a
-        :meth:`~audionorm_lab.floor_decision.FloorBounds.fold` keeps only what decides the floor.
+        each bin's loudest magnitude (:func:`~audionorm_lab.dsp.floor_decision.fold_exact`); a
+        :meth:`~audionorm_lab.dsp.floor_decision.FloorBounds.fold` keeps only what decides the floor.
 
     Returns
     -------
@@ -226,7 +225,7 @@ class PeakScan:
     peaks are handed out by :meth:`peaks` as soon as the scan has passed the piece, so
     the chain can gate piece ``p`` while the scan reads piece ``p + 1``. Once the gate's floor
     is known (:meth:`decide_with`), blocks are transformed in single precision where that
-    decides the floor (:mod:`~audionorm_lab.floor_decision`). An error in the scan is raised,
+    decides the floor (:mod:`~audionorm_lab.dsp.floor_decision`). An error in the scan is raised,
     unchanged, in whoever waits on it.
     """
 

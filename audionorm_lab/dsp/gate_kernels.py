@@ -7,7 +7,7 @@
 - :func:`overlap_add`: the inverse STFT's weighted overlap-add of a batch of frames.
 - :func:`column_max_abs`: each bin's largest magnitude, for the scan's peaks.
 - :func:`decide_bins`: which bins single-precision spectra open beyond doubt, and which they leave in doubt
-  (:mod:`~audionorm_lab.floor_decision`).
+  (:mod:`~audionorm_lab.dsp.floor_decision`).
 
 Each equals the numpy expression named in its docstring, bit for bit (``tests/test_gate_kernels.py``).
 Magnitudes come from numpy's own ``np.abs`` wherever they decide anything: the C code compares

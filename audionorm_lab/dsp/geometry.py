@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 
-from .errors import WidthError
+from ..errors import WidthError
 
 #: Widest input processed: channels, and samples per second per channel (Hz).
 MAX_CHANNELS = 64

@@ -12,7 +12,6 @@ compare against; it needs the whole signal in memory.
 from __future__ import annotations
 
 import math
-import os
 from array import array
 
 import numpy as np
@@ -109,7 +108,7 @@ class LoudnessMeter:
         blocks are; other types are rounded to it).
 
         K-weighted and summed over the channels in one loop (float64 state and arithmetic,
-        :func:`~audionorm_lab.sections.weighted_power`), in sub-blocks of :data:`UPDATE_FRAMES`,
+        :func:`~audionorm_lab.dsp.sections.weighted_power`), in sub-blocks of :data:`UPDATE_FRAMES`,
         so the temporaries stay about 0.5 MB whatever the block's length. A hop's energy is summed
         once it is complete, in one sum over its frames: so it does not depend on how the stream
         was cut into blocks, and a file streamed gets the gain of the same file measured whole.
@@ -183,18 +182,3 @@ def _mean_loudness(block_loudness: np.ndarray) -> float:
     """Loudness of the mean power of blocks given in LUFS."""
     mean_square = np.mean(10.0 ** ((block_loudness + 0.691) / 10.0))
     return float(-0.691 + 10.0 * np.log10(mean_square))
-
-
-def integrated_loudness(path: str | os.PathLike, block_seconds: float = 10.0) -> float:
-    """Integrated loudness of an audio file in LUFS, streamed in blocks of ``block_seconds``.
-
-    Raises an :class:`~audionorm_lab.errors.AudionormError` for input that cannot be read.
-    Non-finite samples count as 0.
-    """
-    from .io import open_source
-
-    with open_source(path) as source:
-        meter = LoudnessMeter(source.info.sample_rate, source.info.channels)
-        for block in source.blocks(max(1, int(block_seconds * source.info.sample_rate))):
-            meter.update(np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0))
-    return meter.integrated()

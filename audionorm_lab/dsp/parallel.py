@@ -1,7 +1,7 @@
 """Parallel scheduling: work on a stream of items on several threads, in order, with few items in flight.
 
 numpy's FFTs, its large element-wise operations and the IIR sections' loop
-(:mod:`audionorm_lab.sections`) release the GIL, so threads keep several cores busy without
+(:mod:`audionorm_lab.dsp.sections`) release the GIL, so threads keep several cores busy without
 copying chunks between processes. The
 pipeline gates one chunk ahead of the one it filters and writes, and the noise gate
 spreads that chunk's pieces over the workers the scan and the chain leave free: memory is two chunks plus a few pieces
@@ -18,7 +18,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
 
-from .errors import OptionError
+from ..errors import OptionError
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -6,7 +6,7 @@ sum), and ``istft(X)`` equals ``scipy.signal.istft(X.T, ...)[1]``, to float64 ro
 Frames are rows here (``(frames, bins)``), so the FFT runs over contiguous memory, and
 the overlap-add is ``n_fft // hop`` vector additions instead of one per frame: scipy's
 ``istft`` loop was a fifth of the noise gate's time. The double-precision transforms are
-:mod:`~audionorm_lab.frame_fft`'s (numpy's, to the bit, four frames per vector where the CPU
+:mod:`~audionorm_lab.dsp.frame_fft`'s (numpy's, to the bit, four frames per vector where the CPU
 has AVX2): the forward one windows the frames as it reads them, so no windowed copy is held,
 and the inverse one works :data:`BATCH_FRAMES` at a time into one buffer.
 
@@ -46,14 +46,14 @@ def frame_spectra(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarr
     written into ``out`` (complex128, ``(count, n_fft // 2 + 1)``) when it is given.
 
     ``np.fft.rfft(frames * window, axis=-1)``'s bits (the same pocketfft as scipy.fft, the same results),
-    from :func:`~audionorm_lab.frame_fft.windowed_rfft`: the window applied as the frames are read, the
+    from :func:`~audionorm_lab.dsp.frame_fft.windowed_rfft`: the window applied as the frames are read, the
     spectra written in place.
     """
-    return windowed_rfft(frames, _analysis_window(frames.shape[-1]), out)
+    return windowed_rfft(frames, analysis_window(frames.shape[-1]), out)
 
 
 @lru_cache(maxsize=8)
-def _analysis_window(n_fft: int, dtype: type = np.float64) -> np.ndarray:
+def analysis_window(n_fft: int, dtype: type = np.float64) -> np.ndarray:
     """The Hann window over its sum: windowing and scipy's scaling in one multiplication."""
     window = (hann(n_fft) / hann(n_fft).sum()).astype(dtype)
     window.flags.writeable = False
@@ -63,12 +63,12 @@ def _analysis_window(n_fft: int, dtype: type = np.float64) -> np.ndarray:
 def single_precision_spectra(frames: np.ndarray) -> np.ndarray:
     """Spectra of float32 frames ``(count, n_fft)``, scaled as :func:`frame_spectra` scales them, in single
     precision: complex64 ``(count, n_fft // 2 + 1)``, C-contiguous. Each bin lies within about 1e-7 of the frame's
-    spectrum's L2 norm of :func:`frame_spectra`'s (see :mod:`~audionorm_lab.floor_decision` for the bound used).
+    spectrum's L2 norm of :func:`frame_spectra`'s (see :mod:`~audionorm_lab.dsp.floor_decision` for the bound used).
 
     scipy.fft's float32 transform, bit for bit (numpy's own float32 FFT is slower than its float64 one), from
-    :func:`~audionorm_lab.frame_fft.windowed_rfft`: eight frames at once where the CPU has AVX2.
+    :func:`~audionorm_lab.dsp.frame_fft.windowed_rfft`: eight frames at once where the CPU has AVX2.
     """
-    return windowed_rfft(frames, _analysis_window(frames.shape[-1], np.float32))
+    return windowed_rfft(frames, analysis_window(frames.shape[-1], np.float32))
 
 
 def stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
@@ -92,7 +92,7 @@ def scipy_stft_float32(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     scipy's steps: for float32 input its output type is complex64, so the window is cast to it, and
     the frames times the window (the real part of a complex64 product with a zero imaginary part: the
     float32 product itself) go through scipy.fft's float32 transform
-    (:func:`~audionorm_lab.frame_fft.windowed_rfft` gives its bits; numpy's rounds differently in
+    (:func:`~audionorm_lab.dsp.frame_fft.windowed_rfft` gives its bits; numpy's rounds differently in
     float32); then the window-sum scaling and scipy's layout.
     """
     window = hann(n_fft).astype(np.complex64)
@@ -107,7 +107,7 @@ def istft(spectra: np.ndarray, n_fft: int, hop: int, live: np.ndarray | None = N
 
     ``live`` (bool, one per frame) says which frames may be other than zeros: the others are not
     transformed (a zero spectrum's inverse is zeros, which add nothing). The overlap-add runs in C
-    (:func:`~audionorm_lab.gate_kernels.overlap_add`), in the order of scipy's loop and numpy's, bit for bit.
+    (:func:`~audionorm_lab.dsp.gate_kernels.overlap_add`), in the order of scipy's loop and numpy's, bit for bit.
     """
     window = hann(n_fft)
     count = len(spectra)

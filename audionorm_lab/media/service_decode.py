@@ -11,7 +11,7 @@ pydub decodes in one of two ways, and so does this module:
 
 The integers become float32 as :func:`pcm_to_float32` says, the conversion full-load uses too.
 Unlike pydub, ffmpeg and ffprobe read the input with the demuxer its probe found
-(:func:`~audionorm_lab.containers.ffmpeg_input`), and the samples stream: nothing holds the file.
+(:func:`~audionorm_lab.media.containers.ffmpeg_input`), and the samples stream: nothing holds the file.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .containers import ffmpeg_input
-from .errors import DecodeError, UnsupportedFormatError
-from .io import AudioInfo, AudioSource, FfmpegPipeSource, last_line, require_tool
+from ..errors import DecodeError, UnsupportedFormatError
+from .probe import AudioInfo, last_line, require_tool
+from .sources import AudioSource, FfmpegPipeSource
 
 #: pydub decodes these in float and says so, yet asks ffmpeg for 16 bits (its workaround for old ffprobes).
 SIXTEEN_BIT_FLOAT_CODECS = ("mp3", "mp4", "aac", "webm", "ogg")

@@ -9,7 +9,7 @@ The service clipped its float output, scaled it by 32767 and truncated it into a
   ``ffmpeg -y -f wav -i TMP [-acodec libvorbis] -f FORMAT OUT``; the sink pipes the same
   samples into the same encoder, without the temporary file.
 
-Like :class:`~audionorm_lab.io.AtomicSink`, the output is written under a temporary name and renamed
+Like :class:`~audionorm_lab.media.sinks.AtomicSink`, the output is written under a temporary name and renamed
 into place when complete.
 """
 
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import OutputPathError, UnsupportedFormatError
-from .io import check_output_path, dies_with_caller, last_line, make_partial, publish_partial, require_tool
+from ..errors import OutputPathError, UnsupportedFormatError
+from .probe import dies_with_caller, last_line, require_tool
+from .sinks import check_output_path, make_partial, publish_partial
 
 #: pydub's ``AudioSegment.DEFAULT_CODECS``: the encoder it names for a format (ffmpeg's default otherwise).
 PYDUB_CODECS = {"ogg": "libvorbis"}
@@ -44,7 +45,7 @@ def service_pcm16(samples: np.ndarray) -> np.ndarray:
 class ServiceSink:
     """Write float32 ``(frames, channels)`` blocks as the service exported them (16-bit, by extension).
 
-    A context manager, as :class:`~audionorm_lab.io.AtomicSink`: on an exception the temporary file
+    A context manager, as :class:`~audionorm_lab.media.sinks.AtomicSink`: on an exception the temporary file
     (and any encoder) goes, and ``path`` is left as it was.
     """
 

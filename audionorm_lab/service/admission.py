@@ -2,10 +2,10 @@
 
 A job is admitted when:
 
-- its paths lie under the storage root, links followed (:mod:`~audionorm_lab.storage`), when one is set;
-- its input is media, not instructions (:func:`~audionorm_lab.io.probe`: a container on the allowlist);
-- its width is one memory can be bounded for (:func:`~audionorm_lab.geometry.check_width`), and the
-  streaming core's working set for that width (:func:`~audionorm_lab.pipeline.working_set_bytes`) fits the
+- its paths lie under the storage root, links followed (:mod:`~audionorm_lab.service.storage`), when one is set;
+- its input is media, not instructions (:func:`~audionorm_lab.media.probe.probe`: a container on the allowlist);
+- its width is one memory can be bounded for (:func:`~audionorm_lab.dsp.geometry.check_width`), and the
+  streaming core's working set for that width (:func:`~audionorm_lab.stream.pipeline.working_set_bytes`) fits the
   pool process's memory limit beside what the process already holds;
 - its declared length is within the limit.
 
@@ -20,11 +20,12 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import OptionError, WidthError
-from .geometry import check_width
-from .io import AudioInfo, check_output_path, probe
-from .options import NormalizeOptions
-from .pipeline import check_duration, working_set_bytes
+from ..errors import OptionError, WidthError
+from ..dsp.geometry import check_width
+from ..media.probe import AudioInfo, probe
+from ..media.sinks import check_output_path
+from ..stream.options import NormalizeOptions
+from ..stream.pipeline import check_duration, working_set_bytes
 from .storage import confine
 
 

@@ -38,7 +38,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .io import partial_outputs
+from ..media.sinks import partial_outputs
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ each), three things made the private copies fewer:
   the threads only add memory. A pool process gates on ``cores // pool processes`` threads (at least
   one): 9 MB less per busy pool process.
 - **Hand the heap back after each job** (:func:`release_after_job`): the allocator keeps freed
-  memory for reuse (:mod:`~audionorm_lab.allocator`), which a pool process between jobs does not
+  memory for reuse (:mod:`~audionorm_lab.stream.allocator`), which a pool process between jobs does not
   need; without it a second job in the same process kept 11 MB more than the first.
 
 :func:`install` connects these to Celery's signals; :mod:`audionorm_lab.service` calls it.
@@ -27,8 +27,8 @@ from __future__ import annotations
 import gc
 import os
 
-from .allocator import release_free_memory
-from .parallel import available_cores
+from ..stream.allocator import release_free_memory
+from ..dsp.parallel import available_cores
 
 #: The worker's pool size, set in its main process before the pool is forked (None outside a worker).
 _pool_size: int | None = None

@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .io import probe
-from .options import NormalizeOptions
-from .passes import ProgressCallback
-from .pipeline import NormalizeReport
-from .strategies import full_load, streaming
+from ..media.probe import probe
+from ..stream.options import NormalizeOptions
+from ..stream.passes import ProgressCallback
+from ..stream.pipeline import NormalizeReport
+from ..strategies import full_load, streaming
 
 log = logging.getLogger(__name__)
 

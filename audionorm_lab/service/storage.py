@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import OutputPathError, PathOutsideRootError
+from ..errors import OutputPathError, PathOutsideRootError
 
 
 def resolve_inside(path: str | os.PathLike, root: str | os.PathLike, what: str) -> Path:

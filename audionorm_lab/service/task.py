@@ -3,18 +3,18 @@
 Settings come from the environment:
 
 - ``AUDIONORM_BROKER_URL`` (default ``redis://localhost:6379/0``; ``amqp://`` for RabbitMQ, see
-  :mod:`audionorm_lab.broker`) and ``AUDIONORM_RESULT_BACKEND`` (default: the broker when it is
+  :mod:`audionorm_lab.service.broker`) and ``AUDIONORM_RESULT_BACKEND`` (default: the broker when it is
   Redis). The result backend must be Redis: the delivery ledger lives there.
 - ``AUDIONORM_MEMORY_LIMIT``: the memory limit of one pool process (e.g. ``600M``,
   ``2G``: the container's limit divided by the worker's concurrency). ``mode="auto"``
   then keeps a job in memory only when its in-memory peak fits
   (:meth:`AudioProcessor.for_memory_limit`); unset, the size threshold is the default.
   An input too wide (channels x sample rate) to stream within it is refused before
-  it decodes (:mod:`audionorm_lab.admission`).
+  it decodes (:mod:`audionorm_lab.service.admission`).
 - ``AUDIONORM_MAX_SECONDS``: the longest input accepted, seconds; a longer one is
   refused by its header, and a decode that runs past it is stopped there.
 - ``AUDIONORM_STORAGE_ROOT``: when set, input and output paths must resolve (links
-  followed) inside this folder (:mod:`audionorm_lab.storage`).
+  followed) inside this folder (:mod:`audionorm_lab.service.storage`).
 - ``AUDIONORM_VISIBILITY_TIMEOUT``: seconds before the Redis transport restores a
   message that was delivered but never acknowledged (its worker's main process was
   killed, or a broker restart lost the acknowledgement). Default 900. Set it from
@@ -34,21 +34,21 @@ Settings come from the environment:
 - ``AUDIONORM_LOST_MESSAGE_SECONDS`` (default 30) and ``AUDIONORM_SWEEP_INTERVAL`` (default 10): on a
   Redis broker each worker sweeps for jobs published through :func:`publish_job` that were never picked
   up and that no queue and no ``unacked`` hash holds (the transport lost them between ``BRPOP`` and its
-  bookkeeping, as when a worker's host froze), and publishes them again (:mod:`audionorm_lab.publications`).
+  bookkeeping, as when a worker's host froze), and publishes them again (:mod:`audionorm_lab.service.publications`).
 
-Each pool process raises its own ``oom_score_adj`` when it starts (:mod:`audionorm_lab.oom_score`): at a
+Each pool process raises its own ``oom_score_adj`` when it starts (:mod:`audionorm_lab.service.oom_score`): at a
 container's limit the kernel's OOM killer takes a pool process, whose job is delivered again, before the
 worker's main process, whose loss would stop every job on the worker. Pool processes share what the main
 process imported, run a job's chain on their share of the cores, and hand their heap back after each job
-(:mod:`audionorm_lab.pool_memory`), so more of them fit a container.
+(:mod:`audionorm_lab.service.pool_memory`), so more of them fit a container.
 
-Admission (:mod:`audionorm_lab.admission`): before anything decodes, in every mode
+Admission (:mod:`audionorm_lab.service.admission`): before anything decodes, in every mode
 (``full-load`` included), the task checks the job's paths against the storage root, that
 its input is a media container on the allowlist and not a playlist or another
-indirection (:mod:`audionorm_lab.containers`), its width and its length. A refused job
+indirection (:mod:`audionorm_lab.media.containers`), its width and its length. A refused job
 fails with the error that says why; the worker process lives on.
 
-Delivery (:mod:`audionorm_lab.delivery`): the task is ``acks_late`` with
+Delivery (:mod:`audionorm_lab.service.delivery`): the task is ``acks_late`` with
 ``reject_on_worker_lost``. When the process running a job dies (the OOM killer's
 SIGKILL), the master logs ``Process 'ForkPoolWorker-N' ... exited with 'signal 9
 (SIGKILL)'`` and the message goes back on the queue. Every delivery that runs is
@@ -61,7 +61,7 @@ with :class:`JobKilledWorkerError` naming the job and its attempts. The result's
 ``on_worker_lost="fail"`` keeps the service as it was, for the evidence: the first
 redelivery fails at once.
 
-Progress (:mod:`audionorm_lab.progress`): a streamed job reports Celery's custom ``PROGRESS``
+Progress (:mod:`audionorm_lab.service.progress`): a streamed job reports Celery's custom ``PROGRESS``
 state, ``info={"pass", "frames_done", "frames_expected", "fraction"}``, at most once a second per
 pass, so Flower and ``AsyncResult(id).info`` show how far a long file has got.
 
@@ -90,16 +90,16 @@ from .delivery import (
     RunFinished,
     RunInProgress,
 )
-from .errors import AudionormError
+from ..errors import AudionormError
 from .oom_score import raise_own_oom_score
 from .pool_memory import install as install_pool_memory
 from .publications import Publications, publish
 from .publications import install as install_lost_message_sweep
 from .pool_memory import job_threads
-from .options import NormalizeOptions
+from ..stream.options import NormalizeOptions
 from .processor import AudioJob, AudioProcessor
 from .progress import TaskProgress
-from .strategies import full_load, streaming
+from ..strategies import full_load, streaming
 
 MODES = ("auto", "full-load", "streaming")
 
@@ -116,7 +116,7 @@ install_pool_memory()
 
 @worker_process_init.connect
 def _pool_process_before_main_for_the_oom_killer(**_) -> None:
-    raise_own_oom_score()  # see audionorm_lab.oom_score
+    raise_own_oom_score()  # see audionorm_lab.service.oom_score
 
 
 @functools.cache
@@ -131,7 +131,7 @@ def ledger_client(url: str):
                                 retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
 
 
-install_lost_message_sweep(app, ledger_client)  # see audionorm_lab.publications
+install_lost_message_sweep(app, ledger_client)  # see audionorm_lab.service.publications
 
 
 def publish_job(app_or_client, input_file: str, output_file: str, publish_options: dict | None = None, **kwargs):
@@ -177,9 +177,9 @@ def normalize_audio(self, input_file: str, output_file: str, options: dict | Non
     threshold), ``"full-load"`` the old processor, ``"streaming"`` the core regardless of size.
     ``on_worker_lost``: ``"stream"`` runs a job whose worker was lost again with streaming,
     up to ``max_deliveries`` deliveries; ``"fail"`` fails its first redelivery (the service as it was).
-    ``options``: fields of :class:`~audionorm_lab.options.NormalizeOptions`; ``compat`` defaults to
+    ``options``: fields of :class:`~audionorm_lab.stream.options.NormalizeOptions`; ``compat`` defaults to
     ``"service"`` here, so every mode writes the service's file (pydub's decode and 16-bit export), and
-    ``workers`` to the pool process's share of the cores (:func:`~audionorm_lab.pool_memory.job_threads`).
+    ``workers`` to the pool process's share of the cores (:func:`~audionorm_lab.service.pool_memory.job_threads`).
     Bad input raises the :class:`~audionorm_lab.errors.AudionormError` that says why; the
     worker process survives it.
     """

@@ -55,7 +55,7 @@ def release_free_memory() -> None:
     """Hand the heap's free pages back to the kernel (glibc's ``malloc_trim``), in every arena.
 
     A few milliseconds, and the chain's temporaries page-fault in again after it; the pipeline
-    calls it once per ten minutes of audio (:data:`~audionorm_lab.passes.RELEASE_EVERY_SECONDS`),
+    calls it once per ten minutes of audio (:data:`~audionorm_lab.stream.passes.RELEASE_EVERY_SECONDS`),
     so the memory the heap keeps for reuse cannot creep up with the file's length. Does
     nothing where :func:`tune_malloc` did nothing.
     """

@@ -11,9 +11,9 @@ from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
-from .chunks import context_chunks
+from ..dsp.chunks import context_chunks
 from .plan import Plan
-from .stages import NoiseGate
+from ..dsp.noise_gate import NoiseGate
 
 
 class Chunk(NamedTuple):

@@ -1,9 +1,9 @@
 """Which input and output a normalization uses: the toolkit's own, or the service's.
 
 ``compat="float"``: libsndfile (or ffmpeg) decodes in float, the output is written by libsndfile
-(:class:`~audionorm_lab.io.AtomicSink`, 32-bit float in a WAV by default). ``compat="service"``: the
-service's decode (:mod:`~audionorm_lab.service_decode`) and its export
-(:mod:`~audionorm_lab.service_export`), so a file streamed is the file the service wrote.
+(:class:`~audionorm_lab.media.sinks.AtomicSink`, 32-bit float in a WAV by default). ``compat="service"``: the
+service's decode (:mod:`~audionorm_lab.media.service_decode`) and its export
+(:mod:`~audionorm_lab.media.service_export`), so a file streamed is the file the service wrote.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .io import AtomicSink, AudioInfo, AudioSource, open_source
+from ..media.probe import AudioInfo
+from ..media.sinks import AtomicSink
+from ..media.sources import AudioSource, open_source
 from .options import NormalizeOptions
-from .service_decode import ServiceDecode
-from .service_export import ServiceSink
+from ..media.service_decode import ServiceDecode
+from ..media.service_export import ServiceSink
 
 
 @dataclass(frozen=True)

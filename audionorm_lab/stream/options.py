@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from .errors import OptionError
-from .gate_grid import GATE_GRIDS
-from .parallel import check_workers
+from ..errors import OptionError
+from ..dsp.gate_grid import GATE_GRIDS
+from ..dsp.parallel import check_workers
 from .spill import SPILL_MODES
 
 NOISE_PROFILES = ("file", "chunk")
 #: ``"float"``: the toolkit's own input and output (libsndfile's float decode, a float WAV); ``"service"``: the
-#: service's (pydub's decode, its 16-bit export), so the files are the service's (:mod:`~audionorm_lab.compat`).
+#: service's (pydub's decode, its 16-bit export), so the files are the service's (:mod:`~audionorm_lab.stream.compat`).
 COMPAT_MODES = ("float", "service")
 
 
@@ -55,7 +55,7 @@ class NormalizeOptions:
         (zeros beyond the file's ends), so streaming gates as the service did (with
         ``compat="service"``, the service's 16-bit file, identical on the corpus of notebook 01).
         ``"file"``: one grid from frame 0 over the whole file (``spectral_gating_stationary``
-        on the whole array). See :mod:`audionorm_lab.gate_grid`.
+        on the whole array). See :mod:`audionorm_lab.dsp.gate_grid`.
     workers : int or None
         Threads that gate a chunk's pieces at once, while the chunk before it is filtered
         and written; None: the cores this process may use (``os.sched_getaffinity``), which
@@ -70,9 +70,9 @@ class NormalizeOptions:
     compat : {"float", "service"}
         ``"float"`` (the toolkit's default): the input decoded by libsndfile (ffmpeg for other containers)
         in float, the output 32-bit float in a WAV. ``"service"`` (the default of
-        :class:`~audionorm_lab.processor.AudioProcessor` and the Celery task): decoded and exported as the
+        :class:`~audionorm_lab.service.processor.AudioProcessor` and the Celery task): decoded and exported as the
         service's pydub did (16-bit, clipped, scaled by 32767 and truncated), so the output file is the
-        service's own (:mod:`~audionorm_lab.compat`). Not with ``output_subtype``.
+        service's own (:mod:`~audionorm_lab.stream.compat`). Not with ``output_subtype``.
     max_seconds : float or None
         Longest input processed, seconds: a longer one is refused, by its header's length before
         anything decodes, or when its decode passes the limit (a header may declare less). None: no limit.

@@ -2,9 +2,9 @@
 
 - :class:`ScanPass` (pass 0, "profile"): reads the input ahead of the chain, on a thread of its
   own: the noise clip, from which the gate is made, then each grid piece's open bins (the 80 dB
-  floor, :mod:`~audionorm_lab.gate_grid`), which the gate waits for piece by piece; and the input's
+  floor, :mod:`~audionorm_lab.dsp.gate_grid`), which the gate waits for piece by piece; and the input's
   loudness. With a shared decode the chain reads the same blocks after it
-  (:mod:`~audionorm_lab.shared_source`).
+  (:mod:`~audionorm_lab.stream.shared_source`).
 - :class:`MeasurePass` (pass 1): the chain once over the input; its loudness and sample peak before
   the gain, hence the gain; its output kept for pass 2, in the output itself (a float WAV) or a
   spill file, or not at all (the chain then runs twice).
@@ -26,20 +26,21 @@ import numpy as np
 
 from .allocator import release_free_memory
 from .chain import Chain, chunks
-from .errors import EmptyInputError, TooLongError
-from .floor_decision import FloorBounds
-from .gate_grid import PeakScan
-from .loudness import LoudnessMeter
-from .parallel import Aside, ordered_map
+from ..errors import EmptyInputError, TooLongError
+from ..dsp.floor_decision import FloorBounds
+from ..dsp.gate_grid import PeakScan
+from ..dsp.loudness import LoudnessMeter
+from ..dsp.parallel import Aside, ordered_map
 from .plan import Plan
 from .shared_source import SharedSource
 from .spill import Spill
-from .stages import NOISE_PROFILE_FRAMES, Gain, NoiseGate, limit_gain
+from ..dsp.noise_gate import NOISE_PROFILE_FRAMES, NoiseGate
+from ..dsp.stages import Gain, limit_gain
 
 #: ``progress(pass_name, frames_done, frames_expected)``; frames_expected may be None.
 ProgressCallback = Callable[[str, int, "int | None"], None]
 
-#: Audio between two hand-backs of the heap's free memory (:func:`~audionorm_lab.allocator.release_free_memory`),
+#: Audio between two hand-backs of the heap's free memory (:func:`~audionorm_lab.stream.allocator.release_free_memory`),
 #: seconds. Each hand-back costs the chain's temporaries their pages again: every 60 s, 570,000 page faults on the
 #: 163-minute file against 94,000 every 600 s, for the same peak RSS (106 and 105 MB); never, 110 MB.
 RELEASE_EVERY_SECONDS = 600

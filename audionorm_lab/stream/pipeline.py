@@ -1,9 +1,9 @@
 """The streaming core's entry points: a plan, three passes, a report; the chain over a stream, once, on every core.
 
-:func:`normalize_file` probes the input, makes a plan (:mod:`~audionorm_lab.plan`: workers, a
+:func:`normalize_file` probes the input, makes a plan (:mod:`~audionorm_lab.stream.plan`: workers, a
 shared decode, the gain path, every buffer's geometry), and runs the passes
-(:mod:`~audionorm_lab.passes`): pass 0 reads the noise clip and each grid piece's spectral peaks
-ahead of the chain, pass 1 runs the chain (:mod:`~audionorm_lab.chain`: noise gate, high-pass,
+(:mod:`~audionorm_lab.stream.passes`): pass 0 reads the noise clip and each grid piece's spectral peaks
+ahead of the chain, pass 1 runs the chain (:mod:`~audionorm_lab.stream.chain`: noise gate, high-pass,
 voice band) once and measures it, pass 2 applies the gain to what pass 1 kept. The report is made
 from what the plan and the passes return, and says which plan ran.
 
@@ -26,16 +26,17 @@ import numpy as np
 
 from .allocator import tune_malloc
 from .chain import Chain
-from .chunks import context_chunks  # noqa: F401  (the continuity tests cut with it, as the pipeline does)
-from .errors import EmptyInputError, TooLongError
-from .geometry import BLOCK_SAMPLES, GATE_PIECE_FRAMES, check_width
+from ..errors import EmptyInputError, TooLongError
+from ..dsp.geometry import BLOCK_SAMPLES, GATE_PIECE_FRAMES, check_width
 from .compat import endpoints
-from .io import AudioInfo, check_output_path, probe
+from ..media.probe import AudioInfo, probe
+from ..media.sinks import check_output_path
 from .options import NormalizeOptions
 from .passes import ApplyPass, Decodes, MeasurePass, Meters, ProgressCallback, ScanPass
 from .plan import Plan, make_plan
 from .spill import Spill
-from .stages import NoiseGate, dbfs
+from ..dsp.noise_gate import NoiseGate
+from ..dsp.stages import dbfs
 
 PASS_NAMES = ("profile", "measure", "apply")
 
@@ -144,7 +145,7 @@ class ArraySink:
 
 def _normalize(open_input, info: AudioInfo, options: NormalizeOptions, output, progress) -> NormalizeReport:
     """The plan and its passes, over any source that ``open_input()`` opens afresh each time, into ``output``
-    (an :class:`~audionorm_lab.io.AtomicSink` or an :class:`ArraySink`)."""
+    (an :class:`~audionorm_lab.media.sinks.AtomicSink` or an :class:`ArraySink`)."""
     plan = make_plan(info, options, output)
     chain, meters, decodes = Chain(plan), Meters.for_plan(plan), Decodes(open_input)
     seconds, notes = dict.fromkeys(PASS_NAMES, 0.0), list(plan.notes)
@@ -220,7 +221,7 @@ GATE_BYTES_PER_FRAME = 64
 
 def working_set_bytes(info: AudioInfo, options: NormalizeOptions) -> int:
     """An upper estimate of what streaming ``info`` with ``options`` holds above the import floor, bytes, from
-    the buffers its geometry sizes (:mod:`~audionorm_lab.geometry`): three chunks with their overlap, a gate
+    the buffers its geometry sizes (:mod:`~audionorm_lab.dsp.geometry`): three chunks with their overlap, a gate
     piece per gate thread, the scan's lead when the decode is shared, the blocks. A service checks it against its
     memory limit before anything decodes."""
     plan = make_plan(info, options)

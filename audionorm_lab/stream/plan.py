@@ -4,7 +4,7 @@ From the input's probe, the options and the machine: how many threads gate, whet
 peak scan and the chain share one decode, how the gain reaches the output (in place, a spill
 file, or the chain run twice), and the geometry of every buffer (chunks, their overlap, blocks,
 the scan's reads), in samples, so memory is bounded in the input's width as in its length
-(:mod:`~audionorm_lab.geometry`). The passes (:mod:`~audionorm_lab.passes`) carry it out; the
+(:mod:`~audionorm_lab.dsp.geometry`). The passes (:mod:`~audionorm_lab.stream.passes`) carry it out; the
 report says which plan ran (:meth:`Plan.describe`).
 """
 
@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from .gate_grid import GateGrid
-from .geometry import BLOCK_SAMPLES, SCAN_BLOCK_SAMPLES, SHARED_LEAD_SAMPLES, capped_frames, frames_of
-from .io import AudioInfo
+from ..dsp.gate_grid import GateGrid
+from ..dsp.geometry import BLOCK_SAMPLES, SCAN_BLOCK_SAMPLES, SHARED_LEAD_SAMPLES, capped_frames, frames_of
+from ..media.probe import AudioInfo
 from .options import NormalizeOptions
-from .parallel import available_cores, check_workers
+from ..dsp.parallel import available_cores, check_workers
 from .spill import spill_room
-from .stages import ChainSections, NoiseGate, chain_sections
+from ..dsp.noise_gate import NoiseGate
+from ..dsp.stages import ChainSections, chain_sections
 
 #: A chunk (with its overlap) of at most this many samples is gated while the one before it is filtered and
 #: written (twice the default's at stereo 48 kHz); a larger one, on a wide input, waits for it.
@@ -117,7 +118,7 @@ def _workers(options: NormalizeOptions) -> tuple[int, str | None]:
 
 
 def make_plan(info: AudioInfo, options: NormalizeOptions, output=None) -> Plan:
-    """The plan for ``info`` with ``options`` into ``output`` (an :class:`~audionorm_lab.io.AtomicSink` or an
+    """The plan for ``info`` with ``options`` into ``output`` (an :class:`~audionorm_lab.media.sinks.AtomicSink` or an
     array sink; None leaves the gain path undecided, for estimates)."""
     rate, channels = info.sample_rate, info.channels
     sections = chain_sections(options.highpass_hz, options.voice_band_hz, rate)

@@ -1,6 +1,6 @@
 """One decode for two readers: a source whose blocks a leading reader decodes and a follower reads again.
 
-The spectral-peak scan (:class:`~audionorm_lab.gate_grid.PeakScan`) must run ahead
+The spectral-peak scan (:class:`~audionorm_lab.dsp.gate_grid.PeakScan`) must run ahead
 of the chain by a little more than one gate piece; decoding the file a second time
 for it cost a tenth of the chain's CPU. Here the scan leads: every block it reads is
 also kept for the chain, which follows, until the chain has read it. The lead is
@@ -15,7 +15,7 @@ from collections import deque
 
 import numpy as np
 
-from .errors import AudionormError
+from ..errors import AudionormError
 
 
 class SharedSource:

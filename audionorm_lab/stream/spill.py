@@ -19,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import OutputPathError
+from ..errors import OutputPathError
 
 SPILL_MODES = ("auto", "never")
 #: Free space kept beyond what the spill and the output need, bytes.

@@ -1,9 +1,10 @@
-"""Real service processes for the harness: a ``redis-server`` and prefork ``celery worker``s under a memory watchdog.
+"""Real service processes for the harness: prefork ``celery worker``s in memory containers, and a cluster of them
+on Redis or RabbitMQ (its Redis: :mod:`bench.cluster.redis_server`).
 
 Each process is started in its own session, so it and its children are stopped by
 process group; everything is stopped by process id and reaped, also on errors.
 
-A worker runs in a memory container (``memory_limit_bytes``, :class:`~bench.container.MemoryContainer`):
+A worker runs in a memory container (``memory_limit_bytes``, :class:`~bench.measuring.container.MemoryContainer`):
 the whole worker, main process, pool processes and their ffmpeg children, in one memory cgroup, as a
 container runtime puts it, and the kernel's OOM killer chooses whom to kill at the limit. Where no
 cgroup can be made, the harness's watchdog holds that limit over the worker's tree: when the main
@@ -15,9 +16,7 @@ watchdog is the cautious side of what a cgroup would charge.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,34 +25,15 @@ from pathlib import Path
 
 import psutil
 
-from .container import WATCHDOG, Charge, MemoryContainer
-from .measure import tree_rss
-from .paths import ROOT
-from .processes import free_port, wait_until
+from ..measuring.container import WATCHDOG, Charge, MemoryContainer
+from ..measuring.measure import tree_rss
+from ..measuring.paths import ROOT
+from ..measuring.processes import kill_process_group, stop_process, wait_until
 from .rabbitmq_node import RabbitMQNode
+from .redis_server import RedisServer
 
 #: The brokers a cluster runs on.
 BROKERS = ("redis", "rabbitmq")
-
-
-def stop_process(process: subprocess.Popen | None, grace_seconds: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL the process group; always reaped."""
-    if process is None or process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(grace_seconds)
-    except (subprocess.TimeoutExpired, ProcessLookupError):
-        kill_process_group(process)
-
-
-def kill_process_group(process: subprocess.Popen) -> None:
-    """SIGKILL the process and everything in its group (a cold shutdown); reaped."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
 
 
 def client_app(url: str, backend_url: str | None = None):
@@ -62,7 +42,7 @@ def client_app(url: str, backend_url: str | None = None):
     from celery import Celery
 
     import audionorm_lab.service  # noqa: F401  (results rebuild the task's own exception classes only when imported)
-    from audionorm_lab.broker import broker_settings
+    from audionorm_lab.service.broker import broker_settings
 
     settings = broker_settings(url, backend_url)
     return Celery("audionorm-client", broker=url, backend=settings["result_backend"], set_as_current=False,
@@ -81,55 +61,6 @@ def send_job(client, input_file, output_file, mode: str, **kwargs):
     from audionorm_lab.service import publish_job
 
     return publish_job(client, input_file, output_file, publish_options=RIDE_OUT_BROKER_RESTART, mode=mode, **kwargs)
-
-
-class RedisServer:
-    """A ``redis-server`` on a free loopback port, its files in ``folder``.
-
-    ``appendonly=True`` runs it as production would: a restart replays the
-    append-only file, so queued and unacknowledged messages survive it.
-    """
-
-    def __init__(self, folder: Path, appendonly: bool = False):
-        self.folder, self.appendonly = Path(folder), appendonly
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    def start(self) -> RedisServer:
-        server = shutil.which("redis-server")
-        if server is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server; ./lab setup does it)")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]
-        self.process = subprocess.Popen([server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                         *persistence, "--dir", str(self.folder)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self._wait_for_ping()
-        return self
-
-    def _answers_ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def _wait_for_ping(self, timeout: float = 20.0) -> None:
-        wait_until(self._answers_ping, self.process, timeout, f"redis-server on port {self.port} answering PING")
-
-    def stop(self) -> None:
-        """SIGTERM: redis flushes its append-only file and exits."""
-        stop_process(self.process, grace_seconds=30.0)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 class CeleryWorker:
@@ -221,7 +152,7 @@ class CeleryWorker:
 
     @property
     def limit_enforced_by(self) -> str | None:
-        """Who holds the worker's memory limit (see :mod:`bench.container`); None without one."""
+        """Who holds the worker's memory limit (see :mod:`bench.measuring.container`); None without one."""
         if self.memory_limit is None:
             return None
         return self.container.enforced_by if self.container is not None else WATCHDOG
@@ -242,7 +173,7 @@ class CeleryWorker:
 
     def oom_killed(self) -> list[dict]:
         """The processes the kernel's OOM killer ended in the worker's container (see
-        :meth:`~bench.container.MemoryContainer.oom_killed`); none where the watchdog holds the limit."""
+        :meth:`~bench.measuring.container.MemoryContainer.oom_killed`); none where the watchdog holds the limit."""
         return self.container.oom_killed() if self.container is not None else []
 
     def start_window(self) -> None:

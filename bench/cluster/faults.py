@@ -1,4 +1,4 @@
-"""Faults injected into a running :class:`~bench.celery_cluster.Cluster`, as production meets them.
+"""Faults injected into a running :class:`~bench.cluster.celery_cluster.Cluster`, as production meets them.
 
 - ``kill-child``: SIGKILL a pool process that is running a job (the OOM killer);
 - ``restart-broker``: stop Redis (SIGTERM: it flushes its append-only file) and start it again, or
@@ -29,10 +29,10 @@ import signal
 import threading
 import time
 
-from audionorm_lab.delivery import DEFAULT_MAX_DELIVERIES, lock_holder
+from audionorm_lab.service.delivery import DEFAULT_MAX_DELIVERIES, lock_holder
 
 from .celery_cluster import Cluster
-from .processes import wait_ended
+from ..measuring.processes import wait_ended
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ FAULT_KINDS = ("kill-child", "restart-broker", "warm-shutdown", "cold-shutdown",
 def running_jobs(cluster: Cluster, ledger_client) -> dict[int, int]:
     """Pool processes of live workers that hold a job's run lock (are running a job) now -> that job's deliveries
     so far."""
-    from audionorm_lab.delivery import DeliveryLedger
+    from audionorm_lab.service.delivery import DeliveryLedger
 
     ledger, pools, running = DeliveryLedger(ledger_client), cluster.pool_pids(), {}
     for key in ledger_client.scan_iter("audionorm:lock:*"):

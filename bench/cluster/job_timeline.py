@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audionorm_lab.publications import queued_task_ids, unacked_task_ids
+from audionorm_lab.service.publications import queued_task_ids, unacked_task_ids
 
 
 def broker_holdings(client, task_ids: set[str]) -> dict[str, str]:

@@ -4,7 +4,7 @@
         [--output wav|flac] [--overload 1G] [--resolution 1] [--out DIR] [--json]
 
 For each limit, one real ``celery worker --pool prefork`` runs in a memory container of that limit
-(:class:`~bench.container.MemoryContainer`: main process, pool processes and their ffmpeg children
+(:class:`~bench.measuring.container.MemoryContainer`: main process, pool processes and their ffmpeg children
 in one memory cgroup, as a container runtime puts a worker), at a concurrency N, and is sent N
 streaming jobs at once (one per pool process, mp3s of ``--duration``, each written as ``--output``: the
 service's 16-bit WAV by default, which the pool process writes itself; a FLAC output in service mode is
@@ -18,7 +18,7 @@ that fit; the smallest that did not is beside it.
 
 ``--overload LIMIT`` then runs twice the concurrency that fit at LIMIT: every OOM kill the kernel
 logs must name a pool process or one of its ffmpeg children, never the worker's main process
-(pool processes raise their ``oom_score_adj``: :mod:`audionorm_lab.oom_score`), the worker lives,
+(pool processes raise their ``oom_score_adj``: :mod:`audionorm_lab.service.oom_score`), the worker lives,
 and every job ends in a final state (a killed job is delivered again; after three lost workers the
 delivery policy fails it).
 
@@ -37,9 +37,10 @@ from pathlib import Path
 
 from data.fetch_samples import make_sample, parse_duration
 
-from .celery_cluster import CeleryWorker, RedisServer, client_app, send_job
-from .measure import parse_limit
-from .paths import RESULTS
+from .celery_cluster import CeleryWorker, client_app, send_job
+from .redis_server import RedisServer
+from ..measuring.measure import parse_limit
+from ..measuring.paths import RESULTS
 
 MB = 1e6
 #: The first limit's first guess of one busy pool process's charge, bytes.

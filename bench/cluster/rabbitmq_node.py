@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .processes import free_port, wait_ended, wait_until
+from ..measuring.processes import free_port, wait_ended, wait_until
 
 #: A delivered job may run this long before RabbitMQ takes it back, ms: a day. RabbitMQ's default is 30 minutes,
 #: and a 3-hour recording on a busy worker can take longer than that.

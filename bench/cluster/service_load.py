@@ -8,13 +8,13 @@
 It starts a real ``redis-server`` (``appendonly yes``, as production runs it; with ``--broker rabbitmq``
 also a private RabbitMQ node, the broker, while Redis keeps results and the delivery ledger) and
 ``--workers`` real ``celery worker --pool prefork --concurrency N`` processes, each in a memory
-container of ``--memory-limit`` (:class:`~bench.container.MemoryContainer`: a memory cgroup, the
+container of ``--memory-limit`` (:class:`~bench.measuring.container.MemoryContainer`: a memory cgroup, the
 whole worker inside, the kernel's OOM killer at its limit; the harness's watchdog where no cgroup
 can be made). ``auto`` jobs keep a file in memory only when its in-memory peak fits the per-process
 share of that limit (``AUDIONORM_MEMORY_LIMIT``). ``--jobs`` jobs are submitted at once, cycling through mp3 samples of
 ``--durations`` (made by ``data/fetch_samples.py``), plus ``--bad-inputs`` deliberately
 bad ones (a text file, a missing file) that must fail with their clear error while
-their pool process lives. Faults (:mod:`bench.faults`) are injected in turn every
+their pool process lives. Faults (:mod:`bench.cluster.faults`) are injected in turn every
 ``--fault-every``, ``--fault-rounds`` times each (0: as long as jobs remain); while faults
 remain to be injected, more good jobs are submitted as the first ones finish (:class:`JobFeed`),
 so that every fault finds a job to hit, however fast the jobs run. A
@@ -35,7 +35,7 @@ valid audio), ``leftover_temporaries``, ``faults_injected``, ``oom_kills`` (the 
 
 ``--soak DURATION`` feeds jobs continuously (mixed lengths and a few bad inputs, ``SOAK``'s preset) and
 injects every fault kind in rounds until DURATION, then drains. Every job that was lost or finished late
-(``--late-after``) gets a timeline in ``results.json`` (:mod:`bench.job_timeline`): when it was
+(``--late-after``) gets a timeline in ``results.json`` (:mod:`bench.cluster.job_timeline`): when it was
 published, each delivery from the ledger with the fault injected last before it, the workers' log lines
 that name it, and where the broker holds its message at the end (queued, in kombu's ``unacked`` hash, or
 nowhere). A loss must explain itself from its record.
@@ -51,27 +51,23 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-import soundfile as sf
-
-from audionorm_lab import integrated_loudness
-from audionorm_lab.io import partial_outputs
-from data.fetch_samples import make_sample, parse_duration
+from audionorm_lab.media.sinks import partial_outputs
+from data.fetch_samples import parse_duration
 
 from .celery_cluster import BROKERS, Cluster, client_app, send_job
 from .faults import FAULT_KINDS, FaultInjector
 from .job_timeline import broker_holdings, late, timeline
-from .measure import parse_limit
-from .paths import RESULTS
+from .load_jobs import Job, JobFeed, check_output, late_after, plan_jobs, visibility_timeout_seconds
+from .load_table import print_table, row_line
+from ..measuring.measure import parse_limit
+from ..measuring.paths import RESULTS
 from .redelivery import redelivery_latencies, summarize_latencies
 
 MODES = ("auto", "streaming", "full-load")
 CAPACITY_CONCURRENCY = (1, 2, 4)
 CAPACITY_MODES = ("auto", "streaming", "full-load")
-LOUDNESS_TOLERANCE_LU = 0.5
 #: The ``quick`` preset: a few short jobs, one fault of each kind; it runs in the test suite.
 QUICK = {"workers": 2, "concurrency": 2, "jobs": 8, "durations": "1m,3m", "fault_every": "2s", "fault_rounds": 1,
          "deadline": "3m", "bad_inputs": 1, "memory_limit": "1200M"}
@@ -82,109 +78,6 @@ SOAK = {"workers": 2, "concurrency": 2, "jobs": 12, "durations": "30s,1m,3m", "f
         "deadline": "5m", "bad_inputs": 2, "memory_limit": "1200M"}
 DEFAULTS = {"workers": 2, "concurrency": 2, "jobs": 40, "durations": "30s,2m,10m,20m", "fault_every": "20s",
             "fault_rounds": 2, "deadline": "15m", "bad_inputs": 2, "memory_limit": "1200M"}
-
-
-@dataclass
-class Job:
-    """One job of the mix; ``expected_error`` is set for a deliberately bad input."""
-
-    index: int
-    input_file: Path
-    output_file: Path
-    input_seconds: float
-    expected_error: str | None = None
-    task_id: str | None = None
-    submitted: float | None = None
-    finished: float | None = None
-    state: str | None = None
-    report: dict | None = None
-    error: str | None = None
-    error_type: str | None = None
-
-    @property
-    def delivery(self) -> dict:
-        """The ``delivery`` entry of its report (empty until it succeeded)."""
-        return (self.report or {}).get("delivery") or {}
-
-
-def late_after(longest_input_seconds: float) -> float:
-    """When a job counts as late, seconds from publication to its final state: three visibility timeouts (the
-    wait for a cold shutdown's restore, twice over) and a minute."""
-    return 3 * visibility_timeout_seconds(longest_input_seconds) + 60.0
-
-
-def visibility_timeout_seconds(longest_input_seconds: float) -> float:
-    """The visibility timeout set on the workers: 10 s plus a fifth of the longest input, seconds.
-
-    Streaming runs well above 5x real time even with four jobs on two cores, so a job's
-    message is rarely restored while it runs (and then its copy waits on the run lock);
-    a cold shutdown's jobs come back within that time plus the restore interval.
-    """
-    return 10.0 + longest_input_seconds / 5.0
-
-
-def job_output(outputs: Path, index: int) -> Path:
-    """Where job ``index`` writes: ``outputs/job-NNN.flac``."""
-    return outputs / f"job-{index:03d}.flac"
-
-
-def plan_jobs(count: int, durations: list[float], out: Path, bad_inputs: int = 0, log=None) -> list[Job]:
-    """``count`` jobs cycling through mp3 samples of ``durations`` (seconds), and ``bad_inputs`` bad ones."""
-    samples = {d: make_sample(d, "mp3", log=log) for d in durations}
-    outputs = out / "outputs"
-    outputs.mkdir(parents=True, exist_ok=True)
-    jobs = [Job(i, samples[durations[i % len(durations)]], job_output(outputs, i), durations[i % len(durations)])
-            for i in range(count)]
-    bad_folder = out / "bad-inputs"
-    bad_folder.mkdir(parents=True, exist_ok=True)
-    for n in range(bad_inputs):
-        if n % 2 == 0:
-            src = bad_folder / f"minutes-{n}.mp3"
-            src.write_text("minutes of the meeting, not audio\n" * 40)
-            jobs.append(Job(len(jobs), src, job_output(outputs, len(jobs)), 0.0, "NotAudioError"))
-        else:
-            jobs.append(Job(len(jobs), bad_folder / f"missing-{n}.mp3", job_output(outputs, len(jobs)), 0.0,
-                            "InputNotFoundError"))
-    return jobs
-
-
-@dataclass
-class JobFeed:
-    """More jobs, like the first ones in turn, while the fault injector has faults left: ``in_flight`` jobs
-    without a final state at all times, so that a fault that hits a worker running a job finds one. Without it
-    a fast run (RabbitMQ's, on a faster core) could finish its jobs before the last fault kind came round.
-
-    A soak (``until``, monotonic seconds) feeds until then, stops the injector there, and takes the bad inputs
-    among its models too (``with_bad_inputs``): each keeps failing with its own clear error."""
-
-    jobs: list[Job]
-    submit: Callable[[Job], None]
-    injector: FaultInjector | None
-    in_flight: int
-    until: float | None = None
-    with_bad_inputs: bool = False
-
-    def active(self) -> bool:
-        if self.until is not None and time.monotonic() >= self.until:
-            return False
-        return self.injector is not None and self.injector.is_alive() and self.injector.remaining() > 0
-
-    def __call__(self) -> None:
-        if not self.active():
-            if self.until is not None and self.injector is not None and self.injector.is_alive():
-                self.injector.stop()  # the soak is over: drain
-            return
-        models = [j for j in self.jobs[:self.first] if self.with_bad_inputs or j.expected_error is None]
-        waiting = sum(j.state is None for j in self.jobs)
-        for _ in range(self.in_flight - waiting if models else 0):
-            model = models[len(self.jobs) % len(models)]
-            job = Job(len(self.jobs), model.input_file, job_output(model.output_file.parent, len(self.jobs)),
-                      model.input_seconds, model.expected_error)
-            self.submit(job)
-            self.jobs.append(job)
-
-    def __post_init__(self) -> None:
-        self.first = len(self.jobs)  # the planned jobs: the models of those fed
 
 
 def _poll(jobs: list[Job], client, deadline: float, feed: JobFeed | None = None) -> None:
@@ -217,23 +110,6 @@ def _poll(jobs: list[Job], client, deadline: float, feed: JobFeed | None = None)
         time.sleep(0.25)
 
 
-def check_output(job: Job) -> str | None:
-    """Why ``job``'s output is not complete, valid audio at the target loudness; None when it is."""
-    try:
-        info = sf.info(str(job.output_file))
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        return f"not readable audio ({exc})"
-    expected = (job.report or {}).get("input_frames")
-    if expected is not None and info.frames != expected:
-        return f"{info.frames} frames, the input has {expected}"
-    target = (job.report or {}).get("target_lufs")
-    if target is not None:
-        loudness = integrated_loudness(job.output_file)
-        if abs(loudness - target) > LOUDNESS_TOLERANCE_LU:
-            return f"loudness {loudness:.2f} LUFS, target {target:.2f}"
-    return None
-
-
 def run_end_time(start: dict, runs: list[dict]) -> float | None:
     """The time of the ``end`` record of the run begun by ``start`` (same process, same delivery);
     None for a run that lost its worker."""
@@ -263,10 +139,10 @@ def run_load(out: Path, *, workers: int, concurrency: int, jobs: list[Job], mode
 
     ``soak_seconds``: feed jobs and inject faults (``fault_rounds`` None: in rounds) for that long, then drain
     (``deadline_seconds`` from then). Every job lost, or finished more than ``late_after_seconds`` after it was
-    published (default :func:`late_after`), gets its timeline (:mod:`bench.job_timeline`)."""
+    published (default :func:`late_after`), gets its timeline (:mod:`bench.cluster.job_timeline`)."""
     import redis
 
-    from audionorm_lab.delivery import DeliveryLedger
+    from audionorm_lab.service.delivery import DeliveryLedger
 
     out.mkdir(parents=True, exist_ok=True)
     longest = max((j.input_seconds for j in jobs), default=0.0)
@@ -440,7 +316,7 @@ def capacity(out: Path, *, jobs_factory, memory_limit_bytes: int, deadline_secon
                          "max_child_rss_bytes": result["max_child_rss_bytes"],
                          "max_worker_main_rss_bytes": result["max_worker_main_rss_bytes"],
                          "wall_seconds": result["wall_seconds"]})
-            log(_row_line(rows[-1]))
+            log(row_line(rows[-1]))
     summary = {"memory_limit_bytes": memory_limit_bytes, "rows": rows, "by_mode": {},
                "limit_enforced_by": ", ".join(sorted({r["limit_enforced_by"] for r in rows
                                                       if r["limit_enforced_by"]})) or None}
@@ -453,62 +329,6 @@ def capacity(out: Path, *, jobs_factory, memory_limit_bytes: int, deadline_secon
         }
     (out / "capacity.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def _row_line(row: dict) -> str:
-    return (f"{row['mode']:>10} x{row['concurrency']}: {row['succeeded']}/{row['jobs']} finished, "
-            f"{row['kills']} killed, {row['redelivered']} redelivered, {row['jobs_per_minute'] or 0:.1f} jobs/min, "
-            f"worker tree peak {row['max_worker_tree_rss_bytes'] / 1e6:.0f} MB")
-
-
-def print_table(results: dict) -> None:
-    keys = ("submitted", "succeeded", "failed", "failed_as_expected", "lost", "ran_more_than_once",
-            "ran_concurrently", "partial_outputs", "redelivered", "finished_by_streaming_fallback", "oom_kills",
-            "watchdog_kills", "limit_enforced_by")
-    for key in keys:
-        print(f"{key:>32}: {results[key]}")
-    print(f"{'leftover_temporaries':>32}: {len(results['leftover_temporaries'])}")
-    print(f"{'faults_injected':>32}: {results['faults_injected']}")
-    print(f"{'worker_crashes':>32}: {len(results['worker_crashes'])}")
-    print(f"{'max_child_rss_bytes':>32}: {results['max_child_rss_bytes'] / 1e6:.0f} MB")
-    print(f"{'max_worker_tree_rss_bytes':>32}: {results['max_worker_tree_rss_bytes'] / 1e6:.0f} MB")
-    print(f"{'wall_seconds':>32}: {results['wall_seconds']:.1f}")
-    print(f"{'audio_seconds_per_wall_second':>32}: {results['audio_seconds_per_wall_second'] or 0:.1f}")
-    for label, latency in results["redelivery_latency"].items():
-        print(f"{'redelivery after ' + label:>32}: {latency['median_seconds']:.1f} s median, "
-              f"{latency['p95_seconds']:.1f} s p95, {latency['max_seconds']:.1f} s max, of {latency['count']}")
-    print(f"{'late or lost (with timelines)':>32}: {results['late_or_lost']}")
-    for line in timeline_lines(results["timelines"]):
-        print(line)
-    for failure in results["failures"]:
-        print(f"  job {failure['job']} failed{' (as expected)' if failure['expected'] else ''}: "
-              f"{failure['error_type']}: {failure['error']}")
-    for crash in results["worker_crashes"]:
-        print(f"  worker {crash['worker']} exited on its own (code {crash['exit_code']}), restarted: {crash['error']}")
-    for partial in results["partial_output_paths"]:
-        print(f"  partial output: {partial}")
-
-
-def timeline_lines(timelines: list[dict]) -> list[str]:
-    """Each late or lost job's timeline in a few lines: published, each delivery with the fault before it, the
-    broker's holding of its message, its final state."""
-    lines = []
-    for t in timelines:
-        lines.append(f"  job {t['job']} ({t['task_id']}): {t['state']}, published {_clock(t['published'])}, "
-                     f"finished {_clock(t['finished']) if t['finished'] else 'never'}; "
-                     f"broker holds it: {t['broker_holds'] or 'not readable (RabbitMQ)'}")
-        for d in t["deliveries"]:
-            fault = d["fault_before"]
-            lines.append(f"    delivery {d['delivery']} at {_clock(d['started'])} (pid {d['pid']})"
-                         + (f", {fault['seconds_before']:.1f} s after {fault['kind']}" if fault else ""))
-        if not t["deliveries"]:
-            lines.append("    never delivered to a run (no start in the ledger)")
-        lines += [f"    {w['worker']}: {w['line'][:160]}" for w in t["worker_log"][-6:]]
-    return lines
-
-
-def _clock(epoch: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(epoch)) + f".{int(epoch * 10) % 10}"
 
 
 def main(argv=None) -> int:

@@ -5,7 +5,7 @@
 Starts a real ``redis-server`` on a free loopback port and a real
 ``celery worker --pool prefork --concurrency 1``, both as subprocesses. The whole worker,
 its main process, its pool process and their ffmpeg children, runs in one memory
-container (a memory cgroup, :mod:`bench.container`), as a container runtime puts it, and
+container (a memory cgroup, :mod:`bench.measuring.container`), as a container runtime puts it, and
 the kernel's OOM killer does the killing at its limit: it picks the pool process that
 grew, mid-task. (Celery's ``--max-memory-per-child`` is not the honest equivalent: it
 only replaces a child *after* a task that went over, it never stops one mid-task.)
@@ -13,7 +13,7 @@ Where no cgroup can be made, the harness's watchdog holds the limit over the wor
 process tree instead, and every outcome says which (``limit_enforced_by``).
 
 With ``--memory-limit auto`` (the default) the limit comes from this machine
-(:mod:`bench.kill_limit`): the job first runs once with streaming and no limit, which
+(:mod:`bench.measuring.kill_limit`): the job first runs once with streaming and no limit, which
 measures what streaming needs of the worker's container on this file (the anonymous
 memory the kernel charged at its peak); the limit is the geometric mean of that and
 full-load's predicted need (the idle worker plus the in-memory model's pool process),
@@ -48,9 +48,10 @@ from pathlib import Path
 from audionorm_lab import probe
 from data.fetch_samples import make_sample, parse_duration
 
-from .celery_cluster import CeleryWorker, RedisServer, client_app, send_job
-from .kill_limit import NoRoomForLimit, between, worker_full_load_predicted_bytes
-from .measure import parse_limit
+from .celery_cluster import CeleryWorker, client_app, send_job
+from .redis_server import RedisServer
+from ..measuring.kill_limit import NoRoomForLimit, between, worker_full_load_predicted_bytes
+from ..measuring.measure import parse_limit
 
 KILL_LINES = re.compile(r"exited with 'signal 9 \(SIGKILL\)'|WorkerLostError")
 
@@ -114,7 +115,7 @@ class Service:
         """The delivery ledger in this service's Redis."""
         import redis
 
-        from audionorm_lab.delivery import DeliveryLedger
+        from audionorm_lab.service.delivery import DeliveryLedger
 
         return DeliveryLedger(redis.Redis.from_url(self.url))
 
@@ -169,7 +170,7 @@ def reproduce(src: Path, folder: Path, memory_limit_bytes: int | None = None) ->
     """The three cases on one worker (see the module docstring); ``memory_limit_bytes`` None derives the limit.
 
     Returns ``{"limit": {...}, "calibration": outcome or None, "outcomes": [as it was, streaming, redelivered]}``;
-    ``limit`` is :meth:`~bench.kill_limit.KillLimit.to_dict` with ``"chosen": "derived"``, or ``{"limit_bytes": N,
+    ``limit`` is :meth:`~bench.measuring.kill_limit.KillLimit.to_dict` with ``"chosen": "derived"``, or ``{"limit_bytes": N,
     "chosen": "given"}``.
     """
     calibration = None

@@ -1,9 +1,9 @@
 """One measured run, inside the fresh subprocess: a strategy under memray, its report as JSON on stdout.
 
-    python -m bench.child --capture RUN.bin STRATEGY IN OUT [--chunk-seconds S] [--overlap-seconds S] [--concat M]
+    python -m bench.measuring.child --capture RUN.bin STRATEGY IN OUT [--chunk-seconds S] [--overlap-seconds S] [--concat M]
         [--workers N]
 
-The parent (bench.harness) samples this process tree's RSS and enforces the memory limit.
+The parent (bench.measuring.harness) samples this process tree's RSS and enforces the memory limit.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from audionorm_lab.strategies import STRATEGIES
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.child")
+    parser = argparse.ArgumentParser(prog="python -m bench.measuring.child")
     parser.add_argument("strategy", choices=list(STRATEGIES), help="the strategy run in this process")
     parser.add_argument("input", help="input file")
     parser.add_argument("output", help="output file")

@@ -9,7 +9,7 @@ process of the group. :class:`MemoryContainer` makes such a group under the harn
   ``memory.swap.max`` 0;
 - cgroup v1 (this machine kind): ``memory.limit_in_bytes``, and ``memory.memsw.limit_in_bytes`` where
   the kernel accounts swap, so that swap cannot stretch the limit;
-- else (not root, no controller) the harness's RSS watchdog holds the limit (:mod:`bench.measure`).
+- else (not root, no controller) the harness's RSS watchdog holds the limit (:mod:`bench.measuring.measure`).
 
 Every result says which: :attr:`MemoryContainer.enforced_by` is ``"kernel memcg v1"``, ``"kernel memcg v2"``
 or ``"watchdog"``. ``AUDIONORM_BENCH_LIMIT_BY=watchdog`` forces the watchdog.

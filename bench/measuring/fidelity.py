@@ -19,9 +19,9 @@ import soundfile as sf
 from scipy import signal
 
 from audionorm_lab import probe
-from audionorm_lab.containers import ffmpeg_input
-from audionorm_lab.metrics import snr_db
-from audionorm_lab.service_export import service_pcm16
+from audionorm_lab.media.containers import ffmpeg_input
+from audionorm_lab.dsp.metrics import snr_db
+from audionorm_lab.media.service_export import service_pcm16
 
 from .measure import default_memory_limit, run_measured
 

@@ -21,7 +21,7 @@ real time, the exit status (``killed: signal 9`` when the limit was enforced), a
 fidelity against the streaming output of the same input (SNR, seams). Every run is
 under a memory limit: ``--memory-limit``, or by default the smaller of 4 GB and half
 the free memory, so no run can take the machine down. The limit is a memory cgroup
-(bench.container) where one can be made, and the kernel's OOM killer does the killing:
+(bench.measuring.container) where one can be made, and the kernel's OOM killer does the killing:
 each row says who held it (``limit_enforced_by``), the kernel's kills (``oom_kills``),
 and what the kernel charged (``cgroup_peak_bytes``, its anon and file split) beside
 the tree's RSS.
@@ -43,9 +43,9 @@ from pathlib import Path
 import numpy as np
 
 from audionorm_lab import NormalizeOptions, probe
-from audionorm_lab.containers import ffmpeg_input
-from audionorm_lab.io import last_line
-from audionorm_lab.metrics import seam_metric_file, snr_db_files
+from audionorm_lab.media.containers import ffmpeg_input
+from audionorm_lab.media.probe import last_line
+from audionorm_lab.dsp.metrics import seam_metric_file, snr_db_files
 from data.fetch_samples import make_sample, parse_duration
 
 from .machine import describe
@@ -178,7 +178,7 @@ def command(spec: RunSpec, output: Path, capture: Path | None) -> list[str]:
                                  highpass=DEFAULT_OPTIONS.highpass_hz, low=low, high=high,
                                  ceiling=DEFAULT_OPTIONS.ceiling_dbfs)
         return ["sh", "-c", chain]
-    cmd = [sys.executable, "-m", "bench.child", *(["--capture", str(capture)] if capture else []), spec.strategy,
+    cmd = [sys.executable, "-m", "bench.measuring.child", *(["--capture", str(capture)] if capture else []), spec.strategy,
            str(spec.size.path), str(output), "--chunk-seconds", f"{spec.chunk_seconds or DEFAULT_OPTIONS.chunk_seconds:g}"]
     if spec.overlap_seconds is not None:
         cmd += ["--overlap-seconds", f"{spec.overlap_seconds:g}"]
@@ -358,7 +358,7 @@ def main(argv=None) -> int:
         if rows:
             write_results(out, rows, parameters)
     if not args.no_plots:
-        from .plots import make_plots
+        from .run_plots import make_plots
 
         make_plots(rows, out, limit)
     log(f"done in {time.perf_counter() - started:.0f} s: {out}")

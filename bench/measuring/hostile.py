@@ -22,7 +22,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from audionorm_lab.io import PARTIAL_SUFFIX
+from audionorm_lab.media.sinks import PARTIAL_SUFFIX
 from data.hostile import make_corpus, mark_unread, secret_of, was_read
 
 from .measure import IMPORT_FLOOR_COMMAND, parse_limit, run_measured

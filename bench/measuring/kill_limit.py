@@ -7,7 +7,7 @@ streaming's with its own improvements. So the limit is derived at run time:
 
 - streaming's peak is **measured** on the file (or the longest of the files);
 - full-load's peak is **predicted** for the file's decoded size, by the service's own
-  in-memory model (:func:`audionorm_lab.processor.in_memory_peak_bytes`, which
+  in-memory model (:func:`audionorm_lab.service.processor.in_memory_peak_bytes`, which
   ``mode="auto"`` sizes its jobs with);
 - the limit is their geometric mean: it sits the same factor above streaming's peak as
   below full-load's, and that factor must be at least ``1 + margin`` on each side.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from audionorm_lab.processor import IN_MEMORY_PEAK_FACTOR, in_memory_peak_bytes
+from audionorm_lab.service.processor import IN_MEMORY_PEAK_FACTOR, in_memory_peak_bytes
 
 #: Each side's margin: the limit is at least 1.5 x streaming's measured peak and at most
 #: full-load's predicted peak / 1.5.

@@ -1,6 +1,6 @@
 """Run one command in a fresh process group and measure it, in a memory container the kernel enforces.
 
-The command runs in a :class:`~bench.container.MemoryContainer`: a child memory cgroup, where
+The command runs in a :class:`~bench.measuring.container.MemoryContainer`: a child memory cgroup, where
 one can be made, whose limit the kernel's OOM killer enforces, as in a container runtime; the
 result records who held the limit (``limit_enforced_by``), the kernel's kills (``oom_kills``),
 and what it charged (``cgroup_peak_bytes``, with its anon and file split). Where no cgroup can

@@ -2,5 +2,5 @@
 
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # bench/measuring/paths.py -> the checkout
 RESULTS = ROOT / "bench" / "results"

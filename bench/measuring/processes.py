@@ -1,13 +1,15 @@
-"""Small helpers for the service's real processes: a free loopback port, waiting for one to be ready, and
-waiting for some to end."""
+"""Small helpers for the service's real processes: a free loopback port, waiting for one to be ready, waiting
+for some to end, and stopping one with its process group."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
 
-from audionorm_lab.delivery import process_ended
+from audionorm_lab.service.delivery import process_ended
 
 
 def free_port() -> int:
@@ -40,3 +42,23 @@ def wait_ended(pids: list[int], timeout: float, interval: float = 0.01) -> dict[
                 seen[pid] = time.time()
         time.sleep(interval)
     return seen
+
+
+def stop_process(process: subprocess.Popen | None, grace_seconds: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL the process group; always reaped."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(grace_seconds)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        kill_process_group(process)
+
+
+def kill_process_group(process: subprocess.Popen) -> None:
+    """SIGKILL the process and everything in its group (a cold shutdown); reaped."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()

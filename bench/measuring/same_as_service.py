@@ -20,8 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from audionorm_lab.io import probe
-from audionorm_lab.sameness import compare_files
+from audionorm_lab.media.probe import probe
+from audionorm_lab.media.sameness import compare_files
 
 from .measure import IMPORT_FLOOR_COMMAND, default_memory_limit, parse_limit, run_measured
 

@@ -3,9 +3,9 @@
     python -m bench sections [--rate 44100] [--repeat 200] [--json]
 
 For the chain's cascade (6 sections) and the K-weighting (2), on 1, 2 and 6 channels: the
-median time of :func:`audionorm_lab.sections.filter_frames` and of ``sosfilt(sos, x, axis=0,
+median time of :func:`audionorm_lab.dsp.sections.filter_frames` and of ``sosfilt(sos, x, axis=0,
 zi=state)`` rounded to float32 (what the chain used before) per block of 65,536 frames (the
-pipeline's block on a stereo input, :data:`~audionorm_lab.geometry.BLOCK_SAMPLES` / 2), and whether
+pipeline's block on a stereo input, :data:`~audionorm_lab.dsp.geometry.BLOCK_SAMPLES` / 2), and whether
 the two agree bit for bit.
 Then the import time of ``audionorm_lab`` and of ``scipy.signal``, each in a fresh Python
 (median of 5): the start every run pays.
@@ -39,10 +39,10 @@ def loop_rows(rate: int, repeat: int) -> list[dict]:
     from scipy import signal
 
     from audionorm_lab import NormalizeOptions
-    from audionorm_lab.geometry import BLOCK_SAMPLES
-    from audionorm_lab.loudness import k_weighting_sos
-    from audionorm_lab.sections import filter_frames
-    from audionorm_lab.stages import chain_sections
+    from audionorm_lab.dsp.geometry import BLOCK_SAMPLES
+    from audionorm_lab.dsp.loudness import k_weighting_sos
+    from audionorm_lab.dsp.sections import filter_frames
+    from audionorm_lab.dsp.stages import chain_sections
 
     options = NormalizeOptions()  # the default chain's stages
     cascade = chain_sections(options.highpass_hz, options.voice_band_hz, rate).sos

@@ -3,7 +3,7 @@
     python -m bench smallest-container FILE [--strategy streaming|full-load|ffmpeg-segments]
                                             [--compat float|service] [--resolution 2M] [--json]
 
-Each try is a fresh ``audionorm-lab normalize`` in a fresh memory cgroup (bench.container): the
+Each try is a fresh ``audionorm-lab normalize`` in a fresh memory cgroup (bench.measuring.container): the
 kernel charges what the job's processes touch, page cache included, reclaims what it can as
 the limit tightens, and its OOM killer ends the job when nothing is left to reclaim. A first
 run without pressure (under the harness's default limit) measures what the kernel charges

@@ -7,7 +7,7 @@ number, whether it held and what was seen). The claim is drawn in place, a green
 (``values["claims"]``), where ``python -m bench report`` finds it: a claim that failed
 fails the report, and ``reports/index.html`` lists every claim.
 
-    from bench.claims import claim
+    from bench.reporting.claims import claim
     claim(values_path, "streaming_flat", "Streaming's peak RSS is flat in the file's length",
           growth_mb, at_most=30, unit="MB")
 """

@@ -24,7 +24,7 @@ import statistics
 import time
 from pathlib import Path
 
-from .machine import fingerprint
+from ..measuring.machine import fingerprint
 
 #: Runs the reference median is taken over.
 WINDOW = 5
@@ -59,7 +59,7 @@ def append(path: str | Path, line: dict) -> None:
 
 def comparable(history: list[dict], machine: dict, setup: dict | None = None) -> list[dict]:
     """The last :data:`WINDOW` earlier runs that measured the same ``setup`` on a machine like ``machine``
-    (:func:`~bench.machine.fingerprint`)."""
+    (:func:`~bench.measuring.machine.fingerprint`)."""
     mine = fingerprint(machine)
     return [line for line in history if fingerprint(line.get("machine") or {}) == mine
             and line.get("setup", {}) == (setup or {})][-WINDOW:]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .claims import Claim, load
-from .machine import describe
+from ..measuring.machine import describe
 
 MB = 1e6
 

@@ -17,10 +17,10 @@ import numpy as np
 
 from audionorm_lab import normalize_array, probe
 
-from . import kill_limit
-from .container import WATCHDOG
-from .measure import IMPORT_FLOOR_COMMAND, parse_limit, run_measured
-from .paths import ROOT
+from ..measuring import kill_limit
+from ..measuring.container import WATCHDOG
+from ..measuring.measure import IMPORT_FLOOR_COMMAND, parse_limit, run_measured
+from ..measuring.paths import ROOT
 
 MB = 1e6
 
@@ -63,7 +63,7 @@ def run_matrix(out: str | Path, **options) -> dict:
 def matrix_under_derived_limit(out: str | Path, sizes: str, memory_limit: str = "auto", anchors: str = "sox",
                                **options) -> dict:
     """Streaming (and the outside ``anchors``), then full-load, on ``sizes`` (``python -m bench run``), full-load
-    under a limit derived from the streaming runs (:func:`bench.kill_limit.between`: streaming's largest measured
+    under a limit derived from the streaming runs (:func:`bench.measuring.kill_limit.between`: streaming's largest measured
     peak and full-load's predicted peak on the longest size), or under ``memory_limit`` when it is not ``"auto"``.
 
     Returns ``{"rows": both runs' rows, "limit": {"limit_bytes", "chosen": "derived"|"given", ...}}``. With
@@ -121,7 +121,7 @@ def killed_at_limit(run: dict) -> bool:
 def service_repro(duration: str = "5m", memory_limit: str = "auto") -> dict:
     """``python -m bench service-repro --json``: the job on a real Celery worker, old processor then new, under
     ``memory_limit`` (``"auto"``: derived from streaming's peak measured on the worker; see
-    :func:`bench.service_repro.reproduce`)."""
+    :func:`bench.cluster.service_repro.reproduce`)."""
     return json.loads(_bench("service-repro", ["--json"], duration=duration, memory_limit=memory_limit).stdout)
 
 
@@ -153,7 +153,7 @@ def smallest_container(path: str | Path, **options) -> dict:
 
 def import_floor_bytes(repeat: int = 3) -> float:
     """Peak RSS of a fresh Python that imports what a streaming run imports (median of ``repeat``):
-    :data:`bench.measure.IMPORT_FLOOR_COMMAND`."""
+    :data:`bench.measuring.measure.IMPORT_FLOOR_COMMAND`."""
     return float(np.median([run_measured(IMPORT_FLOOR_COMMAND).peak_rss_bytes for _ in range(repeat)]))
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .plots import COLOURS, MB
-from .service_load import run_end_time
+from ..measuring.run_plots import COLOURS, MB
+from ..cluster.service_load import run_end_time
 
 #: The service's modes: auto streams long jobs and keeps short ones in memory.
 MODE_COLOURS = {"full-load": "tab:red", "streaming": "tab:green", "auto": "tab:olive"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .plots import MB
-from .tune import Model
+from ..measuring.run_plots import MB
+from ..tuning.tune import Model
 
 
 def plot_tune_model(result: dict, axes) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..measuring.run_plots import at_default_chunking
+
 MB = 1e6
 
 
@@ -47,7 +49,7 @@ CLAIMS = {
     "streaming_vs_full_load_db": ("Streaming's output differs from the service's by at most {bound} dB", "dB"),
     "streaming_wall_over_sox": ("Streaming's wall time is at most {bound}x SoX's two-pass chain's", "x"),
 }
-#: The figures that are ratios of wall times: their claims are speed bounds (:class:`bench.claims.Claim`'s ``speed``).
+#: The figures that are ratios of wall times: their claims are speed bounds (:class:`bench.reporting.claims.Claim`'s ``speed``).
 SPEED_FIGURES = frozenset({"throughput_ratio_vs_full_load", "streaming_wall_over_sox"})
 
 
@@ -109,11 +111,3 @@ def ratios(rows: list[dict], reference: str = "streaming") -> list[dict]:
     return table
 
 
-def at_default_chunking(rows: list[dict]) -> list[dict]:
-    """The rows run at :class:`~audionorm_lab.NormalizeOptions`' default chunk and overlap (or with
-    none: the strategies that do not chunk)."""
-    from audionorm_lab import NormalizeOptions
-
-    default = NormalizeOptions()
-    return [r for r in rows if r["chunk_seconds"] in (None, default.chunk_seconds)
-            and r["overlap_seconds"] in (None, default.overlap_seconds)]

@@ -4,8 +4,8 @@
 
 ``--params`` is a JSON file mapping a notebook's name to the parameters to inject,
 e.g. ``{"01_reproduce_oom": {"sizes": "1m,5m"}}``. Each notebook records its figures
-and its claims (:mod:`bench.claims`) in ``<out>/<name>.values.json``. Then
-``<out>/index.html`` sums them up (:mod:`bench.index_page`), and its short text version
+and its claims (:mod:`bench.reporting.claims`) in ``<out>/<name>.values.json``. Then
+``<out>/index.html`` sums them up (:mod:`bench.reporting.index_page`), and its short text version
 is printed. The command fails (exit 1) when a notebook fails or any claim failed, each
 failed claim named on a line of its own; the HTML is written either way.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 
 from . import index_page
 from .claims import failed
-from .machine import describe
-from .paths import ROOT
+from ..measuring.machine import describe
+from ..measuring.paths import ROOT
 
 #: A cell that runs longer fails the notebook instead of hanging the report (or CI).
 EXECUTION_TIMEOUT_SECONDS = 1200

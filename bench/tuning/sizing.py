@@ -10,7 +10,7 @@ honest:
 - **auto**: measured, the largest pool process of its rows: what its in-memory jobs cost
   (the files it keeps in memory; every longer one is streamed);
 - **full-load**: the service's in-memory model for the longest file
-  (:func:`audionorm_lab.processor.in_memory_peak_bytes`): it grows with the file.
+  (:func:`audionorm_lab.service.processor.in_memory_peak_bytes`): it grows with the file.
 
 RSS arithmetic: pool processes = (container limit - the worker's main process) / one process's peak.
 It counts every page a pool process shares with the main process once per process, and the page
@@ -23,7 +23,7 @@ import json
 import statistics
 from pathlib import Path
 
-from audionorm_lab.processor import in_memory_peak_bytes
+from audionorm_lab.service.processor import in_memory_peak_bytes
 
 MB = 1e6
 

@@ -37,7 +37,6 @@ import hashlib
 import json
 import math
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,12 +48,12 @@ import soundfile as sf
 from scipy import optimize
 
 from audionorm_lab import AudionormError, normalize_array, probe
-from audionorm_lab.containers import ffmpeg_input
-from audionorm_lab.io import last_line
-from audionorm_lab.metrics import seam_metric, snr_db
-from audionorm_lab.parallel import available_cores
+from audionorm_lab.media.probe import last_line
+from audionorm_lab.dsp.metrics import seam_metric, snr_db
+from audionorm_lab.dsp.parallel import available_cores
 
-from .measure import parse_limit, run_measured
+from ..measuring.measure import parse_limit, run_measured
+from .clips import cut_clip, load_clip
 
 MEASURE_CHUNKS_SECONDS = (2.0, 5.0, 15.0, 40.0)
 MEASURE_OVERLAPS_SECONDS = (0.05, 2.0)
@@ -143,31 +142,6 @@ def predict(result: dict, chunk_seconds: float, overlap_seconds: float, workers:
             "fidelity_target_met": fidelity_at(result["fidelity"], overlap_seconds) >= result["target_fidelity_db"]}
 
 
-def cut_clip(src: Path, seconds: float, folder: Path) -> Path:
-    """The first ``seconds`` of ``src`` as a file in ``folder``: ffmpeg stream copy (nothing decoded),
-    or a FLAC encode of just that part where the container cannot be copied."""
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise AudionormError(f"{src}: ffmpeg is needed to cut the clip the tuner measures (apt-get install ffmpeg)")
-    suffix = src.suffix.lower() or ".mka"
-    copy = folder / f"clip-{seconds:g}s{suffix}"
-    source = ffmpeg_input(src, probe(src).demuxer)  # the input as its probe found it, and nothing else
-    done = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-y", *source, "-t", f"{seconds}", "-map",
-                           "0:a:0", "-c", "copy", str(copy)], capture_output=True, text=True)
-    if done.returncode == 0 and copy.exists() and copy.stat().st_size > 0:
-        try:
-            if sf.info(str(copy)).frames > 0:
-                return copy
-        except (sf.LibsndfileError, RuntimeError):
-            pass
-    flac = folder / f"clip-{seconds:g}s.flac"
-    done = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-y", *source, "-t", f"{seconds}", "-map",
-                           "0:a:0", "-c:a", "flac", str(flac)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise AudionormError(f"{src}: ffmpeg could not cut its first {seconds:g} s ({last_line(done.stderr)})")
-    return flac
-
-
 def measure_run(src: Path, out_folder: Path, chunk_seconds: float, overlap_seconds: float, workers: int,
                 memory_limit_bytes: int | None = None) -> dict:
     """One fresh ``audionorm-lab normalize`` subprocess, measured; peak RSS (tree), wall and the setting."""
@@ -207,12 +181,6 @@ def fit(runs: list[dict], sample_rate: int, channels: int, audio_seconds: float,
                                                                r["workers"], audio_seconds)
                                        / (audio_seconds / r["wall_seconds"]) - 1) for r in runs)
     return model
-
-
-def load_clip(path: str | Path, seconds: float) -> tuple[np.ndarray, int]:
-    """The first ``seconds`` of ``path`` as float32 ``(frames, channels)``, and its rate (Hz)."""
-    with sf.SoundFile(str(path)) as f:
-        return f.read(min(f.frames, int(seconds * f.samplerate)), dtype="float32", always_2d=True), f.samplerate
 
 
 def fidelity_by_overlap(clip: Path, chunk_seconds: float, overlaps=FIDELITY_OVERLAPS_SECONDS,
