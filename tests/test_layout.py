@@ -55,3 +55,13 @@ def test_no_module_imports_another_s_private_name():
     paths = [p for package in (*PACKAGES, "tests") for p in modules(package)]
     found = [hit for p in paths for hit in _private_imports(p)]
     assert not found, found
+
+
+def test_the_library_imports_without_celery_and_the_worker_finds_its_app():
+    """``import audionorm_lab`` needs no ``service`` extra; ``celery -A audionorm_lab.service`` still finds the app."""
+    probe = ("import sys, audionorm_lab; assert 'celery' not in sys.modules, 'celery imported'; "
+             "import audionorm_lab.service as s; assert 'celery' not in sys.modules; "
+             "print(s.app.main, s.normalize_audio.name)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["audionorm_lab", "audionorm.normalize_audio"]

@@ -7,7 +7,16 @@ and what a pool process costs its container.
 redis-py); the admission, delivery and processor modules do not.
 """
 
-from .task import MODES, JobKilledWorkerError, app, default_processor, ledger_client, normalize_audio, publish_job
+#: The Celery module's names, loaded on first use: the package itself (admission, delivery, the processor) works
+#: without the ``service`` extra, and ``import audionorm_lab`` does not import Celery.
+TASK_NAMES = ("MODES", "JobKilledWorkerError", "app", "default_processor", "ledger_client", "normalize_audio",
+              "publish_job")
+__all__ = list(TASK_NAMES)
 
-__all__ = ["MODES", "JobKilledWorkerError", "app", "default_processor", "ledger_client", "normalize_audio",
-           "publish_job"]
+
+def __getattr__(name: str):
+    if name in TASK_NAMES:
+        from . import task
+
+        return getattr(task, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
