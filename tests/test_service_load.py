@@ -115,7 +115,9 @@ def test_a_short_soak_records_a_timeline_for_every_late_job(tmp_path):
     assert results["failed_as_expected"] == results["bad_inputs"] >= 2  # the bad inputs fed among the good ones
     assert sum(results["faults_injected"].values()) >= 6 and results["parameters"]["soak_seconds"] == 25.0
     timelines = {t["job"]: t for t in results["timelines"]}
-    assert len(timelines) == results["late_or_lost"] == results["submitted"] > 8  # fed beyond the first four
+    assert len(timelines) == results["late_or_lost"] == results["submitted"] > 4
+    first_end = min(timelines[job["job"]]["finished"] for job in results["jobs"])
+    assert any(job["submitted"] > first_end for job in results["jobs"])  # fed as earlier ones finished, at any speed
     faults = results["faults"]
     for job in results["jobs"]:
         t = timelines[job["job"]]
