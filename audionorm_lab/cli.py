@@ -89,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     norm.add_argument("--max-seconds", type=float, default=None, metavar="S",
                       help="refuse a longer input (by its header, or when its decode passes S seconds)")
     norm.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-    norm.add_argument("--quiet", action="store_true", help="no progress bar")
+    norm.add_argument("--quiet", action="store_true",
+                      help="print nothing on success (no progress bar, no summary); errors still print one line "
+                           "and exit 2; --json still prints its JSON")
 
     loud = commands.add_parser("loudness", help="integrated loudness (LUFS), streamed")
     loud.add_argument("input")
@@ -204,7 +206,10 @@ def _run(args: argparse.Namespace) -> int:
                 report = STRATEGIES["streaming"](args.input, args.output, options, progress=progress)
             finally:
                 progress.close()
-        print(json.dumps(report.to_dict(), indent=2) if args.json else _summary(report))
+        if args.json:
+            print(json.dumps(report.to_dict(), indent=2))
+        elif not args.quiet:
+            print(_summary(report))
         return 0
     except AudionormError as exc:
         print(f"audionorm-lab: error: {exc}", file=sys.stderr)

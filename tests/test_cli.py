@@ -58,3 +58,23 @@ def test_version():
 
     result = run_cli("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"audionorm-lab {__version__}"
+
+
+def test_quiet_prints_nothing_on_success(speech_wav, tmp_path):
+    for strategy in ("streaming", "full-load", "ffmpeg-segments"):
+        result = run_cli("normalize", speech_wav, tmp_path / f"{strategy}.wav", "--strategy", strategy, "--quiet")
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), strategy
+        assert sf.info(str(tmp_path / f"{strategy}.wav")).frames > 0
+
+
+def test_quiet_keeps_the_json_and_the_one_line_error(speech_wav, tmp_path):
+    result = run_cli("normalize", speech_wav, tmp_path / "out.wav", "--quiet", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["output_path"].endswith("out.wav")
+    result = run_cli("normalize", tmp_path / "missing.wav", tmp_path / "out2.wav", "--quiet")
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("audionorm-lab: error:")
+
+
+def test_without_quiet_a_summary_is_printed(speech_wav, tmp_path):
+    result = run_cli("normalize", speech_wav, tmp_path / "out.wav")
+    assert result.returncode == 0 and "LUFS out" in result.stdout
