@@ -9,6 +9,7 @@ from scipy import signal
 
 from audionorm_lab.dsp.loudness import channel_weights, k_weighting_sos
 from audionorm_lab.dsp.metrics import snr_db
+from audionorm_lab.dsp import sections
 from audionorm_lab.dsp.sections import butterworth, filter_frames, weighted_power
 from audionorm_lab import NormalizeOptions
 from audionorm_lab.dsp.noise_gate import noise_profile_db
@@ -17,6 +18,16 @@ from audionorm_lab.dsp.stft import hann, scipy_stft_float32
 from conftest import encode, speech_like
 
 RATE = 44100
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def loop(request, monkeypatch):
+    """The compiled loop, and the numpy path (scipy's sosfilt: audionorm_lab.dsp.numpy_kernels)."""
+    if request.param == "numpy":
+        monkeypatch.setattr(sections, "COMPILED", None)
+    elif sections.COMPILED is None:
+        pytest.skip("the compiled loop is not built here")
+    return request.param
 
 
 def chain_sos(sections: int) -> np.ndarray:
@@ -30,7 +41,7 @@ def chain_sos(sections: int) -> np.ndarray:
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 6])
 @pytest.mark.parametrize("sections", [2, 3, 4, 6])
-def test_filter_frames_is_sosfilt_bit_for_bit_in_any_blocks(channels, sections):
+def test_filter_frames_is_sosfilt_bit_for_bit_in_any_blocks(channels, sections, loop):
     sos = chain_sos(sections)
     x = speech_like(2.0, RATE, channels, seed=channels)
     whole, final = signal.sosfilt(sos, x, axis=0, zi=np.zeros((len(sos), 2, channels)))
@@ -40,7 +51,7 @@ def test_filter_frames_is_sosfilt_bit_for_bit_in_any_blocks(channels, sections):
     assert np.array_equal(state, final)
 
 
-def test_filter_frames_in_place_and_on_an_empty_block():
+def test_filter_frames_in_place_and_on_an_empty_block(loop):
     sos = chain_sos(6)
     x = speech_like(0.5, RATE, 2)
     expected = signal.sosfilt(sos, x, axis=0).astype(np.float32)
@@ -51,7 +62,7 @@ def test_filter_frames_in_place_and_on_an_empty_block():
 
 
 @pytest.mark.parametrize("channels", [1, 2, 5, 6])
-def test_weighted_power_is_the_meters_k_weighted_sum(channels):
+def test_weighted_power_is_the_meters_k_weighted_sum(channels, loop):
     sos, weights = k_weighting_sos(RATE), channel_weights(channels)
     x = speech_like(1.5, RATE, channels, seed=7)
     weighted = signal.sosfilt(sos, x, axis=0)

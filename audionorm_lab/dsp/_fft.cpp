@@ -193,11 +193,16 @@ done:
     return result;
 }
 
-/* avx2_usable(): whether this CPU and its OS run AVX2 code (GCC's cpu check reads CPUID and the OS's XCR0). */
+/* avx2_usable(): whether this CPU and its OS run AVX2 code (GCC's and clang's cpu check reads CPUID and the OS's
+ * XCR0). Elsewhere than x86 there is no AVX2 build (setup.py), and the answer is no. */
 static PyObject *py_avx2_usable(PyObject *, PyObject *)
 {
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
     __builtin_cpu_init();
     return PyBool_FromLong(__builtin_cpu_supports("avx2"));
+#else
+    Py_RETURN_FALSE;
+#endif
 }
 
 static PyMethodDef methods[] = {

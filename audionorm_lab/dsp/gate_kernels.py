@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _gate
+from . import numpy_kernels
+from .kernels import extension
+
+#: The compiled kernels (None: their numpy expressions run instead, the same bits).
+COMPILED = extension("_gate")
 
 AMBIGUOUS = 2
 
@@ -38,8 +42,10 @@ def gate_mask(spectrum: np.ndarray, thresholds: np.ndarray, open_bins: np.ndarra
     opened = np.ascontiguousarray(open_bins, dtype=np.uint8)
     if opened.shape != (bins,):
         raise ValueError(f"open_bins must be ({bins},), not {opened.shape}")
+    if COMPILED is None:
+        return numpy_kernels.gate_mask(spectrum, thresholds, opened)
     mask = np.empty((frames, bins), np.uint8)
-    if _gate.mask(spectrum, thresholds, opened, mask, frames, bins):
+    if COMPILED.mask(spectrum, thresholds, opened, mask, frames, bins):
         flat = mask.reshape(-1)
         unsure = np.flatnonzero(flat == AMBIGUOUS)
         flat[unsure] = np.abs(spectrum.reshape(-1)[unsure]) > thresholds[unsure % bins]
@@ -54,9 +60,11 @@ def apply_gate(spectrum: np.ndarray, thresholds: np.ndarray, open_bins: np.ndarr
     spectrum *= smooth_mask(mask, freq_width, time_width) / norm``.
     """
     mask = gate_mask(spectrum, thresholds, open_bins)
+    if COMPILED is None:
+        return numpy_kernels.apply_gate(spectrum, mask, int(freq_width), int(time_width), float(norm))
     frames, bins = spectrum.shape
     live = np.empty(frames, np.uint8)
-    _gate.smooth_and_apply(spectrum, mask, int(freq_width), int(time_width), float(norm), live, frames, bins)
+    COMPILED.smooth_and_apply(spectrum, mask, int(freq_width), int(time_width), float(norm), live, frames, bins)
     return live.view(bool)
 
 
@@ -75,7 +83,10 @@ def overlap_add(frames: np.ndarray, synthesis: np.ndarray, out: np.ndarray, rows
         raise ValueError("frames (k, n_fft), synthesis (n_fft,), out (rows, hop) and k rows are needed")
     if out.dtype != np.float64 or not out.flags.c_contiguous:
         raise ValueError(f"out must be C-contiguous float64, not {out.dtype}")
-    _gate.overlap_add(frames, synthesis, out, rows, len(frames), frames.shape[1], out.shape[1], out.shape[0])
+    if COMPILED is None:
+        numpy_kernels.overlap_add(frames, synthesis, out, rows)
+        return
+    COMPILED.overlap_add(frames, synthesis, out, rows, len(frames), frames.shape[1], out.shape[1], out.shape[0])
 
 
 def column_max_abs(spectrum: np.ndarray, peaks: np.ndarray) -> None:
@@ -84,9 +95,12 @@ def column_max_abs(spectrum: np.ndarray, peaks: np.ndarray) -> None:
     _spectrum(spectrum)
     if peaks.dtype != np.float64 or peaks.shape != (spectrum.shape[1],) or not peaks.flags.c_contiguous:
         raise ValueError(f"peaks must be C-contiguous float64 ({spectrum.shape[1]},)")
+    if COMPILED is None:
+        numpy_kernels.column_max_abs(spectrum, peaks)
+        return
     frames, bins = spectrum.shape
     candidates = np.empty(frames * bins, np.int64)
-    count = _gate.column_candidates(spectrum, peaks, candidates, frames, bins)
+    count = COMPILED.column_candidates(spectrum, peaks, candidates, frames, bins)
     if count:
         chosen = candidates[:count]
         np.maximum.at(peaks, chosen % bins, np.abs(spectrum.reshape(-1)[chosen]))
@@ -110,4 +124,6 @@ def decide_bins(spectrum: np.ndarray, closed_below: np.ndarray, open_above: np.n
     for name, array in (("closed_below", closed_below), ("open_above", open_above), ("peaks", peaks)):
         if array.dtype != np.float64 or array.shape != (bins,) or not array.flags.c_contiguous:
             raise ValueError(f"{name} must be C-contiguous float64 ({bins},)")
-    return _gate.decide_bins(spectrum, closed_below, open_above, float(error), peaks, frames, bins)
+    if COMPILED is None:
+        return numpy_kernels.decide_bins(spectrum)
+    return COMPILED.decide_bins(spectrum, closed_below, open_above, float(error), peaks, frames, bins)

@@ -13,6 +13,7 @@ import numpy as np
 
 from .chunks import array_reader, context_chunks
 from .gate_kernels import apply_gate, column_max_abs
+from .numpy_kernels import smooth_mask
 from .geometry import GATE_PIECE_FRAMES
 from .parallel import ordered_map
 from .stft import istft, scipy_stft_float32, stft
@@ -265,37 +266,3 @@ def noise_profile_db(noise_clip: np.ndarray, n_fft: int = 1024, piece_frames: in
     mean = total / frames
     spread = sum(((np.maximum(piece, floor[:, None]) - mean[:, None]) ** 2).sum(axis=1) for piece in pieces())
     return mean, np.sqrt(spread / frames)
-
-
-def smooth_mask(mask: np.ndarray, freq_width: int, time_width: int) -> np.ndarray:
-    """noisereduce's mask smoothing, unnormalized and exact: ``(frames, bins)`` 0/1 ``mask``
-    convolved with the triangles 1, 2, .., w, .., 2, 1 along bins (w = ``freq_width``) and
-    frames (w = ``time_width``), zeros outside (``fftconvolve(..., mode="same")``).
-
-    A triangle of width w is a running sum of w values taken twice, and on a 0/1 mask
-    every sum is a small integer: the result is exact, where a float convolution rounds
-    at every tap. Divide by ``freq_width ** 2 * time_width ** 2`` for noisereduce's mask.
-    """
-    dtype = np.int16 if freq_width ** 2 * time_width ** 2 <= np.iinfo(np.int16).max else np.int32
-    return _triangle_sum(_triangle_sum(mask.astype(dtype), freq_width, 1), time_width, 0)
-
-
-def _triangle_sum(x: np.ndarray, width: int, axis: int) -> np.ndarray:
-    """``x`` convolved with 1, 2, .., ``width``, .., 2, 1 along ``axis``, centred, zeros beyond the ends."""
-    if width == 1:
-        return x
-
-    def along(start: int, count: int) -> tuple:
-        return (slice(None),) * axis + (slice(start, start + count),)
-
-    length = x.shape[axis]
-    shape = list(x.shape)
-    shape[axis] = length + 2 * (width - 1)
-    padded = np.zeros(shape, x.dtype)
-    padded[along(width - 1, length)] = x
-    for count in (length + width - 1, length):  # a running sum of ``width``, twice
-        summed = padded[along(0, count)].copy()
-        for shift in range(1, width):
-            summed += padded[along(shift, count)]
-        padded = summed
-    return padded

@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _sections
+from . import numpy_kernels
+from .kernels import extension
+
+#: The compiled loop (None: scipy's ``sosfilt`` runs instead, the same bits).
+COMPILED = extension("_sections")
 
 
 def butterworth(order: int, edges_hz: float | tuple[float, float], btype: str, sample_rate: int) -> np.ndarray:
@@ -110,7 +114,10 @@ def filter_frames(sos: np.ndarray, frames: np.ndarray, state: np.ndarray, out: n
     _check(sos, state, frames.shape[1])
     if out.shape != frames.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError(f"out must be C-contiguous float32 {frames.shape}, not {out.dtype} {out.shape}")
-    _sections.filter(sos, state, frames, out, None, None, frames.shape[1])
+    if COMPILED is None:
+        out[...] = numpy_kernels.filter_sections(sos, frames, state)
+    else:
+        COMPILED.filter(sos, state, frames, out, None, None, frames.shape[1])
     return out
 
 
@@ -122,8 +129,10 @@ def weighted_power(sos: np.ndarray, frames: np.ndarray, state: np.ndarray, weigh
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     if weights.shape != (frames.shape[1],):
         raise ValueError(f"{frames.shape[1]} channel weights needed, not {weights.shape}")
+    if COMPILED is None:
+        return numpy_kernels.weighted_power(numpy_kernels.filter_sections(sos, frames, state), weights)
     power = np.empty(len(frames))
-    _sections.filter(sos, state, frames, None, power, weights, frames.shape[1])
+    COMPILED.filter(sos, state, frames, None, power, weights, frames.shape[1])
     return power
 
 

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, replace
 
 from ..dsp.gate_grid import GateGrid
+from ..dsp.kernels import describe as describe_kernels
 from ..dsp.geometry import BLOCK_SAMPLES, SCAN_BLOCK_SAMPLES, SHARED_LEAD_SAMPLES, capped_frames, frames_of
 from ..media.probe import AudioInfo
 from .options import NormalizeOptions
@@ -64,6 +65,7 @@ class Plan:
     max_seconds: float | None
     notes: tuple[str, ...]
     gate_threads: int = 1
+    kernels: str = ""  # which kernels run (audionorm_lab.dsp.kernels.describe)
 
     @property
     def padded_samples(self) -> int:
@@ -87,7 +89,7 @@ class Plan:
                            else "one per pass" if self.scan else "one per chain run"),
                 "gate_grid": self.grid.kind if self.grid else None, "chunk_frames": self.chunk_frames,
                 "overlap_frames": self.overlap_frames, "block_frames": self.block_frames,
-                "gate_ahead": self.gate_ahead, "gate_threads": self.gate_threads}
+                "gate_ahead": self.gate_ahead, "gate_threads": self.gate_threads, "kernels": self.kernels}
 
 
 def decide_gain_path(options: NormalizeOptions, info: AudioInfo, output) -> tuple[str, str | None]:
@@ -148,4 +150,4 @@ def make_plan(info: AudioInfo, options: NormalizeOptions, output=None) -> Plan:
     shared = scan and plan.lead_frames > 0 and plan.lead_frames * channels <= SHARED_LEAD_SAMPLES
     ahead = workers > 1 and plan.padded_samples <= OVERLAPPED_CHUNK_SAMPLES
     gate_threads = max(1, workers - THREADS_BESIDE_THE_GATE) if ahead else workers
-    return replace(plan, shared_decode=shared, gate_ahead=ahead, gate_threads=gate_threads)
+    return replace(plan, shared_decode=shared, gate_ahead=ahead, gate_threads=gate_threads, kernels=describe_kernels())

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import psutil
 
+from audionorm_lab.dsp.kernels import describe as describe_kernels
+
 from .paths import ROOT
 
 LIBRARIES = ("numpy", "scipy", "noisereduce", "soundfile", "pydub", "memray", "celery")
@@ -55,11 +57,12 @@ def cpu_model() -> str | None:
 
 def describe() -> dict:
     """The machine and the software a run used: ``cores``, ``memory_bytes``, ``cpu``, ``platform``, ``python``,
-    ``ffmpeg`` and ``sox`` (their version lines), the library versions and ``commit``."""
+    ``ffmpeg`` and ``sox`` (their version lines), the library versions, ``kernels`` (which of audionorm_lab's
+    kernels run: :func:`audionorm_lab.dsp.kernels.describe`) and ``commit``."""
     return {"cores": os.cpu_count(), "memory_bytes": psutil.virtual_memory().total, "cpu": cpu_model(),
             "platform": platform.platform(), "python": platform.python_version(),
             "ffmpeg": _first_line(["ffmpeg", "-version"]), "sox": _first_line(["sox", "--version"]),
-            "commit": git_commit(), **{name: _version(name) for name in LIBRARIES}}
+            "kernels": describe_kernels(), "commit": git_commit(), **{name: _version(name) for name in LIBRARIES}}
 
 
 def fingerprint(machine: dict) -> str:

@@ -127,7 +127,8 @@ def machine_rows(machine: dict) -> list[tuple[str, str]]:
     return [("cores", str(machine.get("cores"))), ("memory", f"{(machine.get('memory_bytes') or 0) / 1e9:.1f} GB"),
             ("CPU", str(machine.get("cpu"))), ("Python", str(machine.get("python"))),
             ("numpy", str(machine.get("numpy"))), ("ffmpeg", str(machine.get("ffmpeg"))),
-            ("SoX", str(machine.get("sox"))), ("commit", str(machine.get("commit")))]
+            ("SoX", str(machine.get("sox"))), ("kernels", str(machine.get("kernels"))),
+            ("commit", str(machine.get("commit")))]
 
 
 def _table(rows: list[tuple[str, str]], css: str) -> str:
@@ -180,7 +181,8 @@ def text(runs: list[NotebookRun], machine: dict, index: Path) -> str:
     lines += [f"  {c.line()}" for c in failed]
     lines += [f"  {what}: {figure}" for what, figure in headlines(runs) if figure != "not measured"]
     lines.append(f"  machine: {machine.get('cores')} cores, {(machine.get('memory_bytes') or 0) / 1e9:.0f} GB, "
-                 f"Python {machine.get('python')}, numpy {machine.get('numpy')}, commit {machine.get('commit')}")
+                 f"Python {machine.get('python')}, numpy {machine.get('numpy')}, kernels {machine.get('kernels')}, "
+                 f"commit {machine.get('commit')}")
     lines.append(f"  {index}")
     return "\n".join(lines)
 
