@@ -130,8 +130,8 @@ def test_a_bad_kernels_choice_is_refused_in_one_line(twenty_seconds, tmp_path):
 
 
 def test_an_install_where_nothing_compiles_runs_the_numpy_path_and_says_so_once(tmp_path, twenty_seconds):
-    """pip installs the package with no working compiler (CC and CXX fail): the install succeeds, and a run
-    warns once that it runs the numpy and scipy path, and gives the compiled path's file."""
+    """pip installs the package with no working compiler (CC and CXX fail): the install succeeds, carries the
+    licences, and a run warns once that it runs the numpy and scipy path, and gives the compiled path's file."""
     source, target = tmp_path / "src", tmp_path / "site"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(  # the checkout as a clone has it: nothing built
         ".git", ".venv", "build", "*.so", "*.egg-info", "__pycache__", ".pytest_cache", "reports", "results",
@@ -142,6 +142,10 @@ def test_an_install_where_nothing_compiles_runs_the_numpy_path_and_says_so_once(
                            str(source)], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert not list(target.rglob("*.so")), "nothing was compiled"
+    (dist_info,) = target.glob("audionorm_lab-*.dist-info")  # the wheel pip built: the licences go with it
+    assert (dist_info / "licenses" / "LICENSE").is_file()
+    assert (dist_info / "licenses" / "vendor" / "pocketfft" / "LICENSE.md").is_file()
+    assert "License-Expression: MIT" in (dist_info / "METADATA").read_text()
     pure = tmp_path / "pure.wav"
     run = subprocess.run([sys.executable, "-m", "audionorm_lab", "normalize", str(twenty_seconds), str(pure),
                           "--compat", "service", "--quiet"], capture_output=True, text=True, cwd=tmp_path,
