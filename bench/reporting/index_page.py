@@ -142,6 +142,12 @@ text-align: left; vertical-align: top } th { font-weight: 600 } .verdict-held { 
 .verdict-failed { color: #cf222e } h2 { margin-top: 1.5em }"""
 
 
+def view_links(name: str) -> str:
+    """A notebook's two views: the reader's (narrative, figures and claims, no code) first, the full one beside it."""
+    name = html.escape(name)
+    return f'<a href="{name}.html">{name}</a> <small>(<a href="{name}.code.html">with code</a>)</small>'
+
+
 def render(runs: list[NotebookRun], machine: dict) -> str:
     """The page's HTML."""
     claims = [c for run in runs for c in run.claims]
@@ -154,14 +160,12 @@ def render(runs: list[NotebookRun], machine: dict) -> str:
                            for run in broken)
     sections = []
     for run in runs:
-        link = (f'<a href="{html.escape(run.name)}.html">{html.escape(run.name)}</a>'
-                if run.status != "not run" else html.escape(run.name))
+        link = view_links(run.name) if run.status != "not run" else html.escape(run.name)
         took = f", {run.seconds:.0f} s" if run.seconds is not None else ""
         body = "".join(c.to_html() for c in run.claims) or "<p>No claims recorded.</p>"
         sections.append(f'<section class="notebook" id="{html.escape(run.name)}"><h3>{link} '
                         f'<small>({html.escape(run.status)}{took})</small></h3>{body}</section>')
-    links = "".join(f'<li><a href="{html.escape(run.name)}.html">{html.escape(run.name)}</a></li>'
-                    for run in runs if run.status != "not run")
+    links = "".join(f"<li>{view_links(run.name)}</li>" for run in runs if run.status != "not run")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>audionorm-lab: the evidence</title>'
             f'<style>{STYLE}</style></head><body><h1>audionorm-lab: the evidence</h1>'
             f'<p>Made {time.strftime("%Y-%m-%d %H:%M:%S %Z")} by <code>python -m bench report</code>.</p>{verdict}'

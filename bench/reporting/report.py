@@ -1,9 +1,11 @@
-"""python -m bench report: execute the five notebooks with papermill into reports/, as .ipynb and HTML.
+"""python -m bench report: execute the five notebooks with papermill into reports/, as .ipynb and HTML (twice).
 
     python -m bench report [--params FILE] [--out reports] [--only 04_regression_report]
 
 ``--params`` is a JSON file mapping a notebook's name to the parameters to inject,
-e.g. ``{"01_reproduce_oom": {"sizes": "1m,5m"}}``. Each notebook records its figures
+e.g. ``{"01_reproduce_oom": {"sizes": "1m,5m"}}``. Each notebook's HTML is written twice: ``<name>.html``,
+the reader's view (narrative, tables, figures and claims, no code), and ``<name>.code.html``, the full view with
+every code cell. Each notebook records its figures
 and its claims (:mod:`bench.reporting.claims`) in ``<out>/<name>.values.json``. Then
 ``<out>/index.html`` sums them up (:mod:`bench.reporting.index_page`), and its short text version
 is printed. The command fails (exit 1) when a notebook fails or any claim failed, each
@@ -29,11 +31,30 @@ NOTEBOOKS = ("01_reproduce_oom", "02_tune_chunk_and_overlap", "03_memory_profile
              "05_service_capacity")
 
 
-def execute(name: str, out: Path, parameters: dict) -> dict:
-    """Run one notebook; write ``name.ipynb``, ``name.html`` and ``name.values.json`` into ``out``."""
+#: The reader's view and the full view: file suffix -> nbconvert's HTMLExporter options.
+VIEWS = {".html": {"exclude_input": True, "exclude_input_prompt": True, "exclude_output_prompt": True},
+         ".code.html": {}}
+
+
+def write_views(executed: Path, out: Path, name: str) -> list[Path]:
+    """``name.html`` (the reader's view: no code inputs) and ``name.code.html`` (the full view) from the executed
+    notebook; their paths."""
     import nbformat
-    import papermill
     from nbconvert import HTMLExporter
+
+    notebook = nbformat.read(executed, as_version=4)
+    written = []
+    for suffix, options in VIEWS.items():
+        body, _ = HTMLExporter(**options).from_notebook_node(notebook)
+        path = out / f"{name}{suffix}"
+        path.write_text(body)
+        written.append(path)
+    return written
+
+
+def execute(name: str, out: Path, parameters: dict) -> dict:
+    """Run one notebook; write ``name.ipynb``, its two HTML views and ``name.values.json`` into ``out``."""
+    import papermill
 
     out.mkdir(parents=True, exist_ok=True)
     values = out / f"{name}.values.json"
@@ -48,8 +69,7 @@ def execute(name: str, out: Path, parameters: dict) -> dict:
                                    execution_timeout=EXECUTION_TIMEOUT_SECONDS)
     finally:
         if executed.exists():
-            body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-            (out / f"{name}.html").write_text(body)
+            write_views(executed, out, name)
     return json.loads(values.read_text()) if values.exists() else {}
 
 
