@@ -5,6 +5,7 @@ over all five, rendered in headless Chromium.
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from bench.reporting import history, index_page
 from bench.measuring.container import own_memory_cgroup
 from bench.measuring.machine import describe
 from bench.reporting.report import NOTEBOOKS, execute
+from test_workflows import report_step
 from conftest import CHROMEDRIVER, CHROMIUM
 from data.fetch_samples import make_sample
 
@@ -165,11 +167,18 @@ def test_a_failed_claim_fails_the_report_and_is_marked(tmp_path):
     params.write_text(json.dumps({"04_regression_report": {"baseline_path": str(strict), "sizes": "10s",
                                                            "repeat": 1, "history_path": str(seeded)}}))
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "bench", "report", "--only", "04_regression_report",
-                             "--params", str(params), "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    # the regression workflow's own step (.github/workflows/regression.yml), run as GitHub Actions runs it
+    step = report_step()
+    env = {**os.environ, "REPORT_PARAMS": str(params), "REPORTS": str(out), "PATH": f"{Path(sys.executable).parent}:"
+           + os.environ["PATH"]}
+    script = step["run"].replace(".venv/bin/python", sys.executable)
+    result = subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                            env={**env, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 1, result.stderr[-2000:]
     failed_lines = [line for line in result.stderr.splitlines() if line.startswith("claim failed:")]
     assert len(failed_lines) == 2, result.stderr[-2000:]
+    annotations = [line for line in result.stdout.splitlines() if line.startswith("::error title=claim failed::")]
+    assert len(annotations) == 2 and all(a.split("::", 2)[2] in result.stderr for a in annotations)
     assert any("within 1 MB of the import floor" in line for line in failed_lines)
     assert any("noise band" in line and "streaming_rss_above_floor_mb" in line for line in failed_lines)
     html = (out / "04_regression_report.html").read_text()
@@ -227,6 +236,22 @@ def test_executed_notebooks_carry_their_plots_and_no_raw_dumps(reports):
         assert "<matplotlib." not in texts and "{'" not in texts, name
 
 
+CODE_INPUT = 'class="highlight hl-ipython3"'  # nbconvert's markup of a code cell's input
+
+
+def test_each_notebook_has_a_readers_view_without_code_and_a_full_view(reports):
+    """``name.html``, the reader's view: every claim and figure, no code input; ``name.code.html``: the same
+    claims and figures, and the code."""
+    import re
+
+    for name in NOTEBOOKS:
+        reader, full = (reports / f"{name}.html").read_text(), (reports / f"{name}.code.html").read_text()
+        claims = [re.findall(r'data-claim="([^"]+)"', page) for page in (reader, full)]
+        assert claims[0] == claims[1] and len(claims[0]) >= 1, name
+        assert reader.count("<img") == full.count("<img") >= 1, name
+        assert reader.count(CODE_INPUT) == 0 and full.count(CODE_INPUT) >= 5, name
+
+
 @pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
                     reason="chromium and chromium-driver are not installed (./lab test installs them)")
 def test_index_page_shows_every_claim_and_has_no_broken_link(reports, browser):
@@ -250,7 +275,10 @@ def test_index_page_shows_every_claim_and_has_no_broken_link(reports, browser):
                  "difference from the service's output", "numpy", "ffmpeg", "commit"):
         assert what in text, what
     links = [e.get_attribute("href") for e in browser.find_elements(By.CSS_SELECTOR, "a[href]")]
-    assert len(links) >= 2 * len(NOTEBOOKS)
+    assert len(links) >= 4 * len(NOTEBOOKS)
+    for name in NOTEBOOKS:  # the reader's view first, the full view beside it
+        assert any(link.endswith(f"/{name}.html") for link in links) and any(
+            link.endswith(f"/{name}.code.html") for link in links), name
     for link in links:
         target = Path(unquote(urlparse(link).path))
         assert urlparse(link).scheme == "file" and target.is_file(), link
