@@ -122,7 +122,9 @@ def test_a_short_soak_records_a_timeline_for_every_late_job(tmp_path):
     for job in results["jobs"]:
         t = timelines[job["job"]]
         assert t["task_id"] == job["task_id"] and t["published"] == job["submitted"] < t["finished"]
-        assert t["broker_holds"] == "nowhere", t  # it ended: its message was acknowledged
+        # it ended: its message was acknowledged, or its worker was killed between storing the result and the
+        # acknowledgement, and kombu holds it unacked until the visibility timeout (a late copy then ends unrun)
+        assert t["broker_holds"] in ("nowhere", "unacked") and t["state"] in ("SUCCESS", "FAILURE"), t
         assert any(job["task_id"] in w["line"] and "received" in w["line"] for w in t["worker_log"]), t["worker_log"]
         starts = [r for r in t["ledger"] if r["event"] == "start"]
         assert [d["started"] for d in t["deliveries"]] == [r["time"] for r in starts]
