@@ -26,6 +26,17 @@ from .kernels import extension
 COMPILED = extension("_gate")
 
 AMBIGUOUS = 2
+#: The widest smoothing triangle the compiled kernel takes (bins or frames), and its largest count
+#: (``freq_width ** 2 * time_width ** 2``, held in an int32); wider smoothing runs the numpy path.
+COMPILED_MAX_WIDTH = 256
+COMPILED_MAX_COUNT = 2**31 - 1
+
+
+def compiled_smoothing(freq_width: int, time_width: int) -> bool:
+    """Whether the compiled kernel smooths these widths: each at most :data:`COMPILED_MAX_WIDTH`, and the count table
+    within an int32. The gate's width at 1000 Hz is 257 bins (500 Hz of smoothing, 1.95 Hz a bin)."""
+    return (1 <= freq_width <= COMPILED_MAX_WIDTH and 1 <= time_width <= COMPILED_MAX_WIDTH
+            and freq_width ** 2 * time_width ** 2 <= COMPILED_MAX_COUNT)
 
 
 def _spectrum(spectrum: np.ndarray) -> None:
@@ -60,7 +71,7 @@ def apply_gate(spectrum: np.ndarray, thresholds: np.ndarray, open_bins: np.ndarr
     spectrum *= smooth_mask(mask, freq_width, time_width) / norm``.
     """
     mask = gate_mask(spectrum, thresholds, open_bins)
-    if COMPILED is None:
+    if COMPILED is None or not compiled_smoothing(int(freq_width), int(time_width)):
         return numpy_kernels.apply_gate(spectrum, mask, int(freq_width), int(time_width), float(norm))
     frames, bins = spectrum.shape
     live = np.empty(frames, np.uint8)
