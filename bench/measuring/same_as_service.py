@@ -10,6 +10,9 @@ samples are, how many samples differ, the largest difference (16-bit steps) and 
 difference's level (dB below the service's output). A row whose full-load run was killed at the
 limit says so: there is no service output to compare with. Exit code 1 when any file differs
 (bytes for WAV, decoded samples otherwise), 2 for bad arguments.
+
+Two inputs are compared at once (:data:`COMPARED_AT_ONCE`), each run still a fresh measured process with its own
+limit: the rows' peaks are each process's own, and their wall times include the other input's share of the cores.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import json
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from audionorm_lab.media.probe import probe
@@ -30,6 +34,8 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".mk
 OUTPUT_FORMATS = ("wav", "flac", "mp3", "ogg")
 #: How streaming runs against the service: in its service mode.
 STREAMING_ARGS = ["--compat", "service"]
+#: Inputs compared at once (a sameness check, not a timing: the corpus in notebook 01 takes half the time).
+COMPARED_AT_ONCE = 2
 
 
 def inputs_of(paths: list[str]) -> list[Path]:
@@ -87,8 +93,13 @@ def run(paths: list[str], outputs=("wav",), memory_limit_bytes: int | None = Non
     """Every input into every output format; ``{"floor_bytes", "memory_limit_bytes", "rows", "differing"}``."""
     limit = memory_limit_bytes or default_memory_limit()
     floor = run_measured(IMPORT_FLOOR_COMMAND).peak_rss_bytes
-    with tempfile.TemporaryDirectory(prefix="audionorm-same-") as scratch:
-        rows = [compare_one(src, fmt, Path(scratch), limit, floor) for src in inputs_of(paths) for fmt in outputs]
+    pairs = [(src, fmt) for src in inputs_of(paths) for fmt in outputs]
+    with tempfile.TemporaryDirectory(prefix="audionorm-same-") as scratch, \
+            ThreadPoolExecutor(COMPARED_AT_ONCE) as pool:
+        folders = [Path(scratch) / str(index) for index in range(len(pairs))]
+        for folder in folders:
+            folder.mkdir()
+        rows = list(pool.map(lambda pair, folder: compare_one(*pair, folder, limit, floor), pairs, folders))
     return {"floor_bytes": floor, "memory_limit_bytes": limit, "rows": rows,
             "differing": sum(differs(r) for r in rows)}
 
