@@ -66,6 +66,16 @@ def encode(wav: Path, dst: Path, *args: str) -> Path:
     return dst
 
 
+def kernel_variant(request, monkeypatch, module) -> str:
+    """Run a test on ``module``'s compiled kernel or on the numpy path (``request.param``: ``"compiled"`` or
+    ``"numpy"``); a compiled variant that is not built here is skipped."""
+    if request.param == "numpy":
+        monkeypatch.setattr(module, "COMPILED", None)
+    elif module.COMPILED is None:
+        pytest.skip(f"{module.__name__}'s compiled kernel is not built here")
+    return request.param
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True)
 

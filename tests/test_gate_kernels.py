@@ -6,17 +6,15 @@ import pytest
 from audionorm_lab.dsp.gate_kernels import apply_gate, column_max_abs, overlap_add
 from audionorm_lab.dsp import gate_kernels
 from audionorm_lab.dsp.numpy_kernels import smooth_mask
+from conftest import kernel_variant
 
 
 
 @pytest.fixture(autouse=True, params=["compiled", "numpy"])
 def kernels(request, monkeypatch):
     """Every test here runs on the compiled kernels and on the numpy path (audionorm_lab.dsp.numpy_kernels)."""
-    if request.param == "numpy":
-        monkeypatch.setattr(gate_kernels, "COMPILED", None)
-    elif gate_kernels.COMPILED is None:
-        pytest.skip("the compiled kernels are not built here")
-    return request.param
+    return kernel_variant(request, monkeypatch, gate_kernels)
+
 
 def spectra(frames: int, bins: int, seed: int) -> np.ndarray:
     """Spectra with every kind of magnitude: loud, tiny, exact zeros of both signs, some just at the threshold."""

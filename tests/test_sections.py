@@ -15,7 +15,7 @@ from audionorm_lab import NormalizeOptions
 from audionorm_lab.dsp.noise_gate import noise_profile_db
 from audionorm_lab.dsp.stages import chain_sections
 from audionorm_lab.dsp.stft import hann, scipy_stft_float32
-from conftest import encode, speech_like
+from conftest import encode, kernel_variant, speech_like
 
 RATE = 44100
 
@@ -23,11 +23,7 @@ RATE = 44100
 @pytest.fixture(params=["compiled", "numpy"])
 def loop(request, monkeypatch):
     """The compiled loop, and the numpy path (scipy's sosfilt: audionorm_lab.dsp.numpy_kernels)."""
-    if request.param == "numpy":
-        monkeypatch.setattr(sections, "COMPILED", None)
-    elif sections.COMPILED is None:
-        pytest.skip("the compiled loop is not built here")
-    return request.param
+    return kernel_variant(request, monkeypatch, sections)
 
 
 def chain_sos(sections: int) -> np.ndarray:
