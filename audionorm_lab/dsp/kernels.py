@@ -22,8 +22,6 @@ from ..errors import OptionError
 
 ENVIRONMENT = "AUDIONORM_KERNELS"
 CHOICES = ("auto", "baseline", "numpy")
-#: The compiled modules, by name, in this package.
-EXTENSIONS = ("_sections", "_gate", "_fft")
 
 
 class PurePathWarning(RuntimeWarning):
@@ -47,7 +45,7 @@ def requested_at_import() -> str:
         return "auto"
 
 
-_missing: list[str] = []
+_said_missing = False
 
 
 def extension(name: str):
@@ -57,10 +55,11 @@ def extension(name: str):
     try:
         return importlib.import_module(f"{__package__}.{name}")
     except ImportError as exc:
-        if not _missing:
+        global _said_missing
+        if not _said_missing:  # once a process, whichever module asks first
             warnings.warn(f"audionorm-lab: the compiled kernels were not built here ({exc}); running the numpy and "
                           f"scipy path (the same samples, slower)", PurePathWarning, stacklevel=2)
-        _missing.append(name)
+            _said_missing = True
         return None
 
 
