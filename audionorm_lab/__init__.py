@@ -28,6 +28,7 @@ from .errors import (
     OptionError,
     OutputPathError,
     PathOutsideRootError,
+    SampleRateError,
     TooLongError,
     UnsupportedFormatError,
     WidthError,
@@ -45,7 +46,7 @@ from .strategies import STRATEGIES, ffmpeg_segments, full_load
 __version__ = "0.1.0"
 
 __all__ = [
-    "COMPAT_MODES", "Sameness", "compare_files", "STRATEGIES", "AudioJob", "AudioProcessor", "DeliveryLedger", "Limits", "admit", "PathOutsideRootError",
+    "COMPAT_MODES", "Sameness", "compare_files", "STRATEGIES", "AudioJob", "AudioProcessor", "DeliveryLedger", "Limits", "admit", "PathOutsideRootError", "SampleRateError",
     "TooLongError", "WidthError", "ffmpeg_segments", "full_load", "seam_metric", "snr_db",
     "AudioInfo", "AudionormError", "DecodeError", "EmptyInputError", "FfmpegNotFoundError", "InputNotFoundError",
     "LoudnessMeter", "NormalizeOptions", "NormalizeReport", "NotAudioError", "OptionError", "OutputPathError",

@@ -38,6 +38,12 @@ class OptionError(AudionormError):
     """An option is out of range for this input (for example a cutoff above Nyquist)."""
 
 
+class SampleRateError(OptionError):
+    """The noise gate cannot smooth its mask at the input's sample rate: noisereduce's stationary gate, as the
+    service calls it, refuses rates below 5120 Hz (50 ms is less than one 256-sample hop) and above 256 kHz (500 Hz
+    is less than one bin of a 1024-point STFT). Without the noise gate (``denoise=False``) such a file processes."""
+
+
 class FfmpegNotFoundError(AudionormError):
     """ffmpeg or ffprobe is needed for this input and is not on PATH."""
 

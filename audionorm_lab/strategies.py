@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DecodeError, NotAudioError, OptionError
+from .errors import DecodeError, NotAudioError, OptionError, SampleRateError
 from .media.containers import ffmpeg_input
 from .media.probe import AudioInfo, check_input_file, last_line, probe, require_tool
 from .media.sinks import AtomicSink, SINK_FORMATS, check_output_path, make_partial
@@ -114,8 +114,9 @@ def full_load(src: str | os.PathLike, dst: str | os.PathLike, options: Normalize
     segment, samples = load_with_pydub(src)
     try:
         out, report = _process_in_memory(samples, segment.frame_rate, options)
-    except ValueError as exc:  # noisereduce's own checks, e.g. on a 1 Hz or a 1 MHz header
-        raise DecodeError(f"{src}: the service's processing failed on it ({exc})") from None
+    except ValueError as exc:  # noisereduce's own checks
+        kind = SampleRateError if "mask_smooth" in str(exc) else DecodeError  # its mask smoothing at this rate
+        raise kind(f"{src}: the service's processing failed on it ({exc})") from None
     _export_atomically(_to_segment(out, segment.frame_rate), dst)
     return replace(report, input_path=str(src), output_path=str(dst), strategy="full-load",
                    decoder=f"pydub's AudioSegment.from_file ({8 * segment.sample_width}-bit integers)",

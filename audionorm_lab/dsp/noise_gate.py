@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from ..errors import SampleRateError
 from .chunks import array_reader, context_chunks
 from .gate_kernels import apply_gate, column_max_abs
 from .numpy_kernels import smooth_mask
@@ -21,6 +22,30 @@ from .stft import istft, scipy_stft_float32, stft
 #: noisereduce's default ``chunk_size``: with ``clip_noise_stationary`` its noise profile
 #: is taken from this many frames at the start of the signal it is given.
 NOISE_PROFILE_FRAMES = 600_000
+
+
+def mask_smoothing(sample_rate: int, n_fft: int, hop: int, freq_mask_smooth_hz: float, time_mask_smooth_ms: float
+                   ) -> tuple[int, int]:
+    """noisereduce's mask-smoothing half-widths (n_grad_freq bins, n_grad_time STFT frames) at ``sample_rate`` (Hz),
+    in its own floating-point order (another order rounds differently at rates such as 56,320 Hz).
+
+    Raises
+    ------
+    SampleRateError
+        Where either is below 1, as noisereduce raises its ``ValueError`` (below 5120 Hz or above 256 kHz with the
+        defaults), in its words.
+    """
+    n_grad_freq = int(freq_mask_smooth_hz / (sample_rate / (n_fft / 2)))
+    if n_grad_freq < 1:
+        raise SampleRateError(f"{sample_rate} Hz is too high for the noise gate: freq_mask_smooth_hz needs to be at "
+                              f"least {int(sample_rate / (n_fft / 2))}Hz (noisereduce's check); without the noise "
+                              f"gate it processes")
+    n_grad_time = int(time_mask_smooth_ms / ((hop / sample_rate) * 1000))
+    if n_grad_time < 1:
+        raise SampleRateError(f"{sample_rate} Hz is too low for the noise gate: time_mask_smooth_ms needs to be at "
+                              f"least {int((hop / sample_rate) * 1000)}ms (noisereduce's check); without the noise "
+                              f"gate it processes")
+    return n_grad_freq, n_grad_time
 
 
 class NoiseGate:
@@ -106,10 +131,14 @@ class NoiseGate:
         ``hop`` (frames) is the STFT hop, the grid block starts must fall on; ``context`` (frames,
         a multiple of ``hop``) is how far a sample's output depends on audio around it.
         ``n_grad_*`` are noisereduce's mask-smoothing half-widths in bins and STFT frames.
+
+        Raises
+        ------
+        SampleRateError
+            Where noisereduce refuses the rate (:func:`mask_smoothing`).
         """
         hop = n_fft // 4
-        n_grad_freq = max(1, int(freq_mask_smooth_hz / (sample_rate / (n_fft / 2))))
-        n_grad_time = max(1, int(time_mask_smooth_ms / (1000.0 * hop / sample_rate)))
+        n_grad_freq, n_grad_time = mask_smoothing(sample_rate, n_fft, hop, freq_mask_smooth_hz, time_mask_smooth_ms)
         smoothing_frames = 0 if (n_grad_freq == 1 and n_grad_time == 1) else n_grad_time
         # A frame's mask depends on frames up to smoothing_frames away; each frame spans n_fft samples.
         needed = (smoothing_frames + 1) * hop + n_fft

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, replace
 
 from ..dsp.gate_grid import GateGrid
+from ..errors import SampleRateError
 from ..dsp.kernels import describe as describe_kernels
 from ..dsp.geometry import BLOCK_SAMPLES, SCAN_BLOCK_SAMPLES, SHARED_LEAD_SAMPLES, capped_frames, frames_of
 from ..media.probe import AudioInfo
@@ -119,6 +120,14 @@ def _workers(options: NormalizeOptions) -> tuple[int, str | None]:
     return workers, None
 
 
+def _gate_geometry(info: AudioInfo) -> tuple[int, int]:
+    """The noise gate's hop and context at ``info``'s rate (frames); a rate it refuses, named with the input."""
+    try:
+        return NoiseGate.geometry(info.sample_rate)[:2]
+    except SampleRateError as exc:
+        raise SampleRateError(f"{info.path}: {exc}") from None
+
+
 def make_plan(info: AudioInfo, options: NormalizeOptions, output=None) -> Plan:
     """The plan for ``info`` with ``options`` into ``output`` (an :class:`~audionorm_lab.media.sinks.AtomicSink` or an
     array sink; None leaves the gain path undecided, for estimates)."""
@@ -126,7 +135,7 @@ def make_plan(info: AudioInfo, options: NormalizeOptions, output=None) -> Plan:
     sections = chain_sections(options.highpass_hz, options.voice_band_hz, rate)
     notes = list(sections.notes)
     workers, note = _workers(options)
-    hop, context = NoiseGate.geometry(rate)[:2] if options.denoise else (1, 0)
+    hop, context = _gate_geometry(info) if options.denoise else (1, 0)
     grid = GateGrid.named(options.gate_grid, hop) if options.denoise else None
     # On the service grid a gate block starts on its piece's grid, up to one hop inside the overlap.
     reach = context + (hop if grid is not None and grid.zero_extended else 0)
