@@ -73,7 +73,7 @@ say "built in $((SECONDS - build_started)) s: $(cd "$SRC" && "${VPY[@]}" -c 'fro
 say "kernel tests under qemu"
 (cd "$SRC" && "${VPY[@]}" -m pytest -q -p no:cacheprovider -o addopts="" tests/test_frame_fft.py tests/test_sections.py \
     tests/test_gate_kernels.py -k "not streaming_path_never_imports and not imports_no_scipy" 2>&1 | tail -3)
-# (those three run a fresh interpreter from sys.executable, which the host cannot exec without binfmt_misc)
+# (those two run a fresh interpreter from sys.executable, which the host cannot exec without binfmt_misc)
 
 # 6. a 20-second normalize, float and service mode, compiled against the numpy path: the same bits (each normalize
 #    started through qemu explicitly: the host cannot exec the emulated interpreter without binfmt_misc)
