@@ -100,7 +100,7 @@ def test_kernels_check_their_buffers():
 
 
 def test_smoothing_wider_than_the_compiled_kernel_takes_runs_numpys(kernels):
-    """1000 Hz gives a 257-bin triangle (the compiled kernel takes 256): the numpy path smooths it, the same bits."""
+    """A 257-bin triangle (the compiled kernel takes 256): the numpy path smooths it, the same bits."""
     assert not gate_kernels.compiled_smoothing(257, 2) and gate_kernels.compiled_smoothing(256, 2)
     x = spectra(40, 513, 5)
     mask = np.abs(x) > 1e-3

@@ -13,7 +13,8 @@
  *
  * The loops are pocketfft's general_r2c and general_c2r (numpy's path for rfft and irfft along the
  * last axis), with the window's product added. The Python side (audionorm_lab.dsp.frame_fft) checks every
- * buffer's type and shape; this file trusts them.
+ * buffer's type and shape; this file checks again that each buffer holds what its sizes say (in 64 bits, without
+ * overflow), and no C++ exception leaves it: a failed allocation is a MemoryError, anything else a RuntimeError.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -21,7 +22,10 @@
 #define POCKETFFT_NO_MULTITHREADING  /* as numpy builds it: the callers run their own threads */
 #include "pocketfft/pocketfft_hdronly.h"  /* vendor/ is on the include path (setup.py) */
 
+#include <cstdio>
+#include <exception>
 #include <map>
+#include <new>
 #include <memory>
 #include <mutex>
 
@@ -124,9 +128,64 @@ static void irfft(const cmplx<double> *rows, double *frames, size_t count, size_
     }
 }
 
+/* What a transform left behind when it threw: nothing, an allocation that failed, or another exception's words.
+ * Exceptions are caught where they are thrown, without the GIL, and raised in Python once it is taken again:
+ * none may reach C, where it would end the process with std::terminate. */
+struct Failure {
+    enum { NONE, NO_MEMORY, OTHER } kind = NONE;
+    char what[160] = {0};
+
+    template <typename Transform> void run(Transform transform) noexcept
+    {
+        try {
+            transform();
+        } catch (const std::bad_alloc &) {
+            kind = NO_MEMORY;
+        } catch (const std::exception &e) {
+            kind = OTHER;
+            std::snprintf(what, sizeof what, "%s", e.what());
+        } catch (...) {
+            kind = OTHER;
+            std::snprintf(what, sizeof what, "an unknown C++ exception");
+        }
+    }
+
+    /* With the GIL: the Python exception for it, and whether there was one. */
+    bool raise(const char *kernel) const
+    {
+        if (kind == NO_MEMORY) PyErr_NoMemory();
+        else if (kind == OTHER) PyErr_Format(PyExc_RuntimeError, "%s: %s", kernel, what);
+        return kind != NONE;
+    }
+};
+
+/* a * b + c, for sizes: false where a, b or c is negative or the result passes PY_SSIZE_T_MAX. */
+static bool size_sum(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c, Py_ssize_t *out)
+{
+    if (a < 0 || b < 0 || c < 0 || (b != 0 && a > (PY_SSIZE_T_MAX - c) / b)) return false;
+    *out = a * b + c;
+    return true;
+}
+
+/* Whether `len` bytes hold exactly count * per elements of `item` bytes, computed without overflow. */
+static bool holds(Py_ssize_t len, Py_ssize_t count, Py_ssize_t per, Py_ssize_t item)
+{
+    Py_ssize_t elements, bytes;
+    return size_sum(count, per, 0, &elements) && size_sum(elements, item, 0, &bytes) && len == bytes;
+}
+
 static int get(PyObject *obj, Py_buffer *view, int writable)
 {
     return PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0));
+}
+
+/* Whether `len` bytes reach the last frame's last sample: ((count - 1) * row_stride + (n - 1) * step + 1) items. */
+static bool frames_fit(Py_ssize_t len, Py_ssize_t count, Py_ssize_t row_stride, Py_ssize_t step, Py_ssize_t n,
+                       Py_ssize_t item)
+{
+    Py_ssize_t last_row, last, bytes;
+    return size_sum(count - 1, row_stride, 0, &last_row) && size_sum(n - 1, step, last_row, &last)
+           && size_sum(last, 1, 1, &bytes) && size_sum(bytes, item, 0, &bytes) && len >= bytes;
 }
 
 /* windowed_rfft(frames, row_stride, step, window, rows, count, n, single)
@@ -143,21 +202,25 @@ static PyObject *py_windowed_rfft(PyObject *, PyObject *args)
     Py_ssize_t item = single ? (Py_ssize_t)sizeof(float) : (Py_ssize_t)sizeof(double);
     Py_buffer frames = {0}, window = {0}, rows = {0};
     PyObject *result = NULL;
+    Failure failure;
     if (get(frames_o, &frames, 0) || get(window_o, &window, 0) || get(rows_o, &rows, 1)) goto done;
-    if (n < 1 || count < 0 || row_stride < 0 || step < 1 || window.len != n * item
-        || rows.len != count * (n / 2 + 1) * 2 * item
-        || (count > 0 && frames.len < ((count - 1) * row_stride + (n - 1) * step + 1) * item)) {
+    if (n < 1 || count < 0 || row_stride < 0 || step < 1 || !holds(window.len, n, 1, item)
+        || !holds(rows.len, count, n / 2 + 1, 2 * item) || (count > 0 && !frames_fit(frames.len, count, row_stride,
+                                                                                          step, n, item))) {
         PyErr_SetString(PyExc_ValueError, "buffer sizes do not match the frames, their stride and n");
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    if (single)
-        windowed_rfft((const float *)frames.buf, row_stride, step, (const float *)window.buf,
-                      (cmplx<float> *)rows.buf, (size_t)count, (size_t)n);
-    else
-        windowed_rfft((const double *)frames.buf, row_stride, step, (const double *)window.buf,
-                      (cmplx<double> *)rows.buf, (size_t)count, (size_t)n);
+    failure.run([&] {
+        if (single)
+            windowed_rfft((const float *)frames.buf, row_stride, step, (const float *)window.buf,
+                          (cmplx<float> *)rows.buf, (size_t)count, (size_t)n);
+        else
+            windowed_rfft((const double *)frames.buf, row_stride, step, (const double *)window.buf,
+                          (cmplx<double> *)rows.buf, (size_t)count, (size_t)n);
+    });
     Py_END_ALLOW_THREADS
+    if (failure.raise("windowed_rfft")) goto done;
     result = Py_None;
     Py_INCREF(result);
 done:
@@ -176,15 +239,17 @@ static PyObject *py_irfft(PyObject *, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOnn", &rows_o, &frames_o, &count, &n)) return NULL;
     Py_buffer rows = {0}, frames = {0};
     PyObject *result = NULL;
+    Failure failure;
     if (get(rows_o, &rows, 0) || get(frames_o, &frames, 1)) goto done;
-    if (n < 1 || count < 0 || rows.len != count * (n / 2 + 1) * (Py_ssize_t)(2 * sizeof(double))
-        || frames.len != count * n * (Py_ssize_t)sizeof(double)) {
+    if (n < 1 || count < 0 || !holds(rows.len, count, n / 2 + 1, 2 * sizeof(double))
+        || !holds(frames.len, count, n, sizeof(double))) {
         PyErr_SetString(PyExc_ValueError, "buffer sizes do not match the rows and n");
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    irfft((const cmplx<double> *)rows.buf, (double *)frames.buf, (size_t)count, (size_t)n);
+    failure.run([&] { irfft((const cmplx<double> *)rows.buf, (double *)frames.buf, (size_t)count, (size_t)n); });
     Py_END_ALLOW_THREADS
+    if (failure.raise("irfft")) goto done;
     result = Py_None;
     Py_INCREF(result);
 done:

@@ -16,6 +16,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Whether a buffer of `len` bytes holds a [a][b] array of `item`-byte elements: a, b not negative and the product
+ * computed without overflow (a product past PY_SSIZE_T_MAX never matches a buffer). */
+static int holds(Py_ssize_t len, Py_ssize_t a, Py_ssize_t b, Py_ssize_t item)
+{
+    if (a < 0 || b < 0 || item < 1) return 0;
+    if (b != 0 && a > PY_SSIZE_T_MAX / b) return 0;
+    Py_ssize_t elements = a * b;
+    if (elements > PY_SSIZE_T_MAX / item) return 0;
+    return len == elements * item;
+}
+
 /* The triangle 1, 2, .., width, .., 2, 1 is a running sum of `width` taken twice (stages._triangle_sum); centred,
  * zeros beyond the ends. Integer sums: exact in any order.
  *
@@ -96,8 +107,8 @@ static PyObject *mask(PyObject *self, PyObject *args)
         || PyObject_GetBuffer(open_o, &open, PyBUF_C_CONTIGUOUS)
         || PyObject_GetBuffer(mask_o, &out, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE))
         goto done;
-    if (spectrum.len != frames * bins * 2 * (Py_ssize_t)sizeof(double)
-        || thresholds.len != bins * (Py_ssize_t)sizeof(double) || open.len != bins || out.len != frames * bins) {
+    if (!holds(spectrum.len, frames, bins, 2 * sizeof(double)) || !holds(thresholds.len, bins, 1, sizeof(double))
+        || !holds(open.len, bins, 1, 1) || !holds(out.len, frames, bins, 1)) {
         PyErr_SetString(PyExc_ValueError, "buffer sizes do not match the frames and bins");
         goto done;
     }
@@ -148,48 +159,25 @@ done:
     return result;
 }
 
-/* smooth_and_apply(spectrum, mask, freq_width, time_width, norm, live, frames, bins)
- * spectrum: complex128 [frames][bins], multiplied in place by its gains; mask: uint8 0/1 [frames][bins];
- * live: uint8 [frames], set to whether any of the frame's gains is not zero.
- * numpy: spectrum *= smooth_mask(mask, freq_width, time_width) / norm */
-static PyObject *smooth_and_apply(PyObject *self, PyObject *args)
+/* The largest count the smoothing reaches, freq_width^2 * time_width^2 (an all-ones mask), and so the size of the
+ * gains table: at most 2^24 (a 128 MB table; the gate's widths give a few thousand), computed in 64 bits. Wider
+ * smoothing runs the numpy path (gate_kernels.compiled_smoothing says the same). */
+#define MAX_COUNT (1 << 24)
+
+/* Smooth the 0/1 mask's counts and multiply each bin by its gain; 0 where a mask value is neither 0 nor 1 (nothing
+ * changed), 1 when done. No Python calls: runs without the GIL. */
+static int smooth_rows(double *s, const uint8_t *m, uint8_t *alive, int32_t *counts, int32_t *tmp, int32_t *rows,
+                       double *gains, Py_ssize_t frames, Py_ssize_t bins, int freq_width, int time_width,
+                       int32_t most, double norm)
 {
-    PyObject *spectrum_o, *mask_o, *live_o;
-    double norm;
-    int freq_width, time_width;
-    Py_ssize_t frames, bins;
-    if (!PyArg_ParseTuple(args, "OOiidOnn", &spectrum_o, &mask_o, &freq_width, &time_width, &norm, &live_o,
-                          &frames, &bins))
-        return NULL;
-    Py_buffer spectrum = {0}, mask_b = {0}, live = {0};
-    PyObject *result = NULL;
-    int32_t *counts = NULL, *tmp = NULL, *rows = NULL;
-    double *gains = NULL;
-    if (PyObject_GetBuffer(spectrum_o, &spectrum, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
-        || PyObject_GetBuffer(mask_o, &mask_b, PyBUF_C_CONTIGUOUS)
-        || PyObject_GetBuffer(live_o, &live, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE))
-        goto done;
-    if (spectrum.len != frames * bins * 2 * (Py_ssize_t)sizeof(double) || mask_b.len != frames * bins
-        || live.len != frames || freq_width < 1 || time_width < 1 || freq_width > 256 || time_width > 256) {
-        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match the frames and bins");
-        goto done;
+    uint8_t other = 0;
+    for (Py_ssize_t i = 0; i < frames * bins; i++) {
+        counts[i] = m[i];
+        other |= m[i] & (uint8_t)~1u;
     }
-    counts = malloc(sizeof(int32_t) * (size_t)(frames * bins > 0 ? frames * bins : 1));
-    tmp = malloc(sizeof(int32_t) * (size_t)(2 * bins + 3 * freq_width));
-    rows = malloc(sizeof(int32_t) * (size_t)((frames + time_width) * bins));
-    gains = malloc(sizeof(double) * (size_t)(freq_width * freq_width * time_width * time_width + 1));
-    if (!counts || !tmp || !rows || !gains) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    double *s = spectrum.buf;
-    const uint8_t *m = mask_b.buf;
-    uint8_t *alive = live.buf;
-    for (Py_ssize_t i = 0; i < frames * bins; i++) counts[i] = m[i];
+    if (other) return 0;  /* an undecided bin (AMBIGUOUS) or garbage: a count past the table */
     triangle_bins(counts, frames, bins, freq_width, tmp);
     triangle_frames(counts, frames, bins, time_width, rows);
-    int32_t most = (int32_t)freq_width * freq_width * time_width * time_width;
     for (int32_t c = 0; c <= most; c++) gains[c] = (double)c / norm;  /* numpy's counts / norm, each the same */
     for (Py_ssize_t f = 0; f < frames; f++) {
         int32_t any = 0;
@@ -203,7 +191,60 @@ static PyObject *smooth_and_apply(PyObject *self, PyObject *args)
         }
         alive[f] = any != 0;
     }
+    return 1;
+}
+
+/* smooth_and_apply(spectrum, mask, freq_width, time_width, norm, live, frames, bins)
+ * spectrum: complex128 [frames][bins], multiplied in place by its gains; mask: uint8 [frames][bins], each 0 or 1
+ * (anything else is refused: decide AMBIGUOUS bins first); live: uint8 [frames], set to whether any of the frame's
+ * gains is not zero. Widths from 1 to 256 with freq_width^2 * time_width^2 at most MAX_COUNT.
+ * numpy: spectrum *= smooth_mask(mask, freq_width, time_width) / norm */
+static PyObject *smooth_and_apply(PyObject *self, PyObject *args)
+{
+    PyObject *spectrum_o, *mask_o, *live_o;
+    double norm;
+    int freq_width, time_width;
+    Py_ssize_t frames, bins;
+    if (!PyArg_ParseTuple(args, "OOiidOnn", &spectrum_o, &mask_o, &freq_width, &time_width, &norm, &live_o,
+                          &frames, &bins))
+        return NULL;
+    if (freq_width < 1 || time_width < 1 || freq_width > 256 || time_width > 256
+        || (int64_t)freq_width * freq_width * time_width * time_width > MAX_COUNT) {
+        PyErr_Format(PyExc_ValueError, "smoothing widths %d x %d are outside what this kernel takes (1 to 256, "
+                     "squares' product at most %d)", freq_width, time_width, MAX_COUNT);
+        return NULL;
+    }
+    int32_t most = (int32_t)((int64_t)freq_width * freq_width * time_width * time_width);
+    Py_buffer spectrum = {0}, mask_b = {0}, live = {0};
+    PyObject *result = NULL;
+    int32_t *counts = NULL, *tmp = NULL, *rows = NULL;
+    double *gains = NULL;
+    if (PyObject_GetBuffer(spectrum_o, &spectrum, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+        || PyObject_GetBuffer(mask_o, &mask_b, PyBUF_C_CONTIGUOUS)
+        || PyObject_GetBuffer(live_o, &live, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE))
+        goto done;
+    if (!holds(spectrum.len, frames, bins, 2 * sizeof(double)) || !holds(mask_b.len, frames, bins, 1)
+        || !holds(live.len, frames, 1, 1) || frames > PY_SSIZE_T_MAX / 4 / (bins > 0 ? bins : 1) - time_width) {
+        PyErr_SetString(PyExc_ValueError, "buffer sizes do not match the frames and bins");
+        goto done;
+    }
+    counts = malloc(sizeof(int32_t) * (size_t)(frames * bins > 0 ? frames * bins : 1));
+    tmp = malloc(sizeof(int32_t) * (size_t)(2 * bins + 3 * freq_width));
+    rows = malloc(sizeof(int32_t) * (size_t)((frames + time_width) * bins + 1));
+    gains = malloc(sizeof(double) * (size_t)(most + 1));
+    if (!counts || !tmp || !rows || !gains) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int done_ok;
+    Py_BEGIN_ALLOW_THREADS
+    done_ok = smooth_rows(spectrum.buf, mask_b.buf, live.buf, counts, tmp, rows, gains, frames, bins, freq_width,
+                          time_width, most, norm);
     Py_END_ALLOW_THREADS
+    if (!done_ok) {
+        PyErr_SetString(PyExc_ValueError, "the mask holds a value other than 0 or 1 (an undecided bin?)");
+        goto done;
+    }
     result = Py_None;
     Py_INCREF(result);
 done:
@@ -238,15 +279,15 @@ static PyObject *overlap_add(PyObject *self, PyObject *args)
         || PyObject_GetBuffer(rows_o, &starts, PyBUF_C_CONTIGUOUS))
         goto done;
     Py_ssize_t overlap = hop > 0 ? n_fft / hop : 0;
-    if (hop < 1 || overlap * hop != n_fft || frames.len != k * n_fft * (Py_ssize_t)sizeof(double)
-        || synthesis.len != n_fft * (Py_ssize_t)sizeof(double) || out.len != rows * hop * (Py_ssize_t)sizeof(double)
-        || starts.len != k * (Py_ssize_t)sizeof(int64_t)) {
+    if (hop < 1 || overlap * hop != n_fft || !holds(frames.len, k, n_fft, sizeof(double))
+        || !holds(synthesis.len, n_fft, 1, sizeof(double)) || !holds(out.len, rows, hop, sizeof(double))
+        || !holds(starts.len, k, 1, sizeof(int64_t))) {
         PyErr_SetString(PyExc_ValueError, "buffer sizes do not match the frames, hop and rows");
         goto done;
     }
     const int64_t *row_of = starts.buf;
     for (Py_ssize_t i = 0; i < k; i++)
-        if (row_of[i] < 0 || row_of[i] + overlap > rows) {
+        if (row_of[i] < 0 || row_of[i] > rows - overlap) {
             PyErr_SetString(PyExc_ValueError, "a frame starts outside the output");
             goto done;
         }
@@ -291,9 +332,8 @@ static PyObject *column_candidates(PyObject *self, PyObject *args)
         || PyObject_GetBuffer(peaks_o, &peaks, PyBUF_C_CONTIGUOUS)
         || PyObject_GetBuffer(candidates_o, &candidates, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE))
         goto done;
-    if (spectrum.len != frames * bins * 2 * (Py_ssize_t)sizeof(double)
-        || peaks.len != bins * (Py_ssize_t)sizeof(double)
-        || candidates.len != frames * bins * (Py_ssize_t)sizeof(int64_t)) {
+    if (!holds(spectrum.len, frames, bins, 2 * sizeof(double)) || !holds(peaks.len, bins, 1, sizeof(double))
+        || !holds(candidates.len, frames, bins, sizeof(int64_t))) {
         PyErr_SetString(PyExc_ValueError, "buffer sizes do not match the frames and bins");
         goto done;
     }
@@ -355,9 +395,8 @@ static PyObject *decide_bins(PyObject *self, PyObject *args)
         || PyObject_GetBuffer(above_o, &above, PyBUF_C_CONTIGUOUS)
         || PyObject_GetBuffer(peaks_o, &peaks, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE))
         goto done;
-    if (bins < 2 || spectrum.len != frames * bins * 2 * (Py_ssize_t)sizeof(float)
-        || below.len != bins * (Py_ssize_t)sizeof(double) || above.len != bins * (Py_ssize_t)sizeof(double)
-        || peaks.len != bins * (Py_ssize_t)sizeof(double)) {
+    if (bins < 2 || !holds(spectrum.len, frames, bins, 2 * sizeof(float)) || !holds(below.len, bins, 1, sizeof(double))
+        || !holds(above.len, bins, 1, sizeof(double)) || !holds(peaks.len, bins, 1, sizeof(double))) {
         PyErr_SetString(PyExc_ValueError, "buffer sizes do not match the frames and bins");
         goto done;
     }

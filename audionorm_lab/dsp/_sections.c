@@ -155,7 +155,8 @@ static PyObject *filter(PyObject *self, PyObject *args)
         goto done;
     }
     Py_ssize_t frames = in.len / (channels * (Py_ssize_t)sizeof(float));
-    if (state.len != sections * 2 * channels * (Py_ssize_t)sizeof(double)
+    if (channels > PY_SSIZE_T_MAX / (2 * MAX_SECTIONS * (Py_ssize_t)sizeof(double))  /* no product below overflows */
+        || state.len != sections * 2 * channels * (Py_ssize_t)sizeof(double)
         || (out.buf && out.len != in.len) || (power.buf && power.len != frames * (Py_ssize_t)sizeof(double))
         || (power.buf && weights.len != channels * (Py_ssize_t)sizeof(double))) {
         PyErr_SetString(PyExc_ValueError, "buffer sizes do not match the sections, frames and channels");

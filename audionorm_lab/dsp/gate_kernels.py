@@ -27,14 +27,16 @@ COMPILED = extension("_gate")
 
 AMBIGUOUS = 2
 #: The widest smoothing triangle the compiled kernel takes (bins or frames), and its largest count
-#: (``freq_width ** 2 * time_width ** 2``, held in an int32); wider smoothing runs the numpy path.
+#: (``freq_width ** 2 * time_width ** 2``, the size of its table of gains: 128 MB at most); wider smoothing runs the
+#: numpy path. The gate's own widths stay far below both: noisereduce refuses the rates that would widen them
+#: (:func:`~audionorm_lab.dsp.noise_gate.mask_smoothing`).
 COMPILED_MAX_WIDTH = 256
-COMPILED_MAX_COUNT = 2**31 - 1
+COMPILED_MAX_COUNT = 2**24
 
 
 def compiled_smoothing(freq_width: int, time_width: int) -> bool:
-    """Whether the compiled kernel smooths these widths: each at most :data:`COMPILED_MAX_WIDTH`, and the count table
-    within an int32. The gate's width at 1000 Hz is 257 bins (500 Hz of smoothing, 1.95 Hz a bin)."""
+    """Whether the compiled kernel smooths these widths: each from 1 to :data:`COMPILED_MAX_WIDTH`, and the count
+    table within :data:`COMPILED_MAX_COUNT`."""
     return (1 <= freq_width <= COMPILED_MAX_WIDTH and 1 <= time_width <= COMPILED_MAX_WIDTH
             and freq_width ** 2 * time_width ** 2 <= COMPILED_MAX_COUNT)
 
