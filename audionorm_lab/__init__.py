@@ -30,6 +30,7 @@ from .errors import (
     PathOutsideRootError,
     SampleRateError,
     TooLongError,
+    TooShortError,
     UnsupportedFormatError,
     WidthError,
 )
@@ -47,7 +48,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "COMPAT_MODES", "Sameness", "compare_files", "STRATEGIES", "AudioJob", "AudioProcessor", "DeliveryLedger", "Limits", "admit", "PathOutsideRootError", "SampleRateError",
-    "TooLongError", "WidthError", "ffmpeg_segments", "full_load", "seam_metric", "snr_db",
+    "TooLongError", "TooShortError", "WidthError", "ffmpeg_segments", "full_load", "seam_metric", "snr_db",
     "AudioInfo", "AudionormError", "DecodeError", "EmptyInputError", "FfmpegNotFoundError", "InputNotFoundError",
     "LoudnessMeter", "NormalizeOptions", "NormalizeReport", "NotAudioError", "OptionError", "OutputPathError",
     "UnsupportedFormatError", "integrated_loudness", "normalize_array", "normalize_file", "probe",

@@ -44,6 +44,11 @@ class SampleRateError(OptionError):
     is less than one bin of a 1024-point STFT). Without the noise gate (``denoise=False``) such a file processes."""
 
 
+class TooShortError(AudionormError):
+    """The input is too short for the noise gate: noisereduce's STFT (1024 samples a frame, 768 of overlap) refuses
+    a signal of 768 frames or fewer, as the service did. Without the noise gate such a file processes."""
+
+
 class FfmpegNotFoundError(AudionormError):
     """ffmpeg or ffprobe is needed for this input and is not on PATH."""
 

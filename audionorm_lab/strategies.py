@@ -21,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DecodeError, NotAudioError, OptionError, SampleRateError
+from .errors import DecodeError, EmptyInputError, NotAudioError, OptionError
 from .media.containers import ffmpeg_input
 from .media.probe import AudioInfo, check_input_file, last_line, probe, require_tool
 from .media.sinks import AtomicSink, SINK_FORMATS, check_output_path, make_partial
 from .dsp.loudness import LoudnessMeter
 from .stream.options import NormalizeOptions
 from .stream.pipeline import NormalizeReport, normalize_array, normalize_file
+from .stream.whole_input import service_gate
 from .media.service_decode import pcm_to_float32
 from .media.service_export import service_pcm16
 from .dsp.stages import dbfs
@@ -50,11 +51,13 @@ def load_with_pydub(path) -> tuple[object, np.ndarray]:
         samples = np.array(segment.get_array_of_samples()).reshape(-1, segment.channels)
     except ValueError as exc:  # a header declaring 0 channels
         raise NotAudioError(f"{path}: pydub decoded it into no usable samples ({exc})") from None
+    if len(samples) == 0:  # the service failed later, in noisereduce: the same clear error as streaming's
+        raise EmptyInputError(f"{path}: decodes to no audio frames")
     samples = pcm_to_float32(samples, segment.sample_width)
     return segment, samples
 
 
-def _process_in_memory(samples: np.ndarray, sample_rate: int, options: NormalizeOptions
+def _process_in_memory(samples: np.ndarray, sample_rate: int, options: NormalizeOptions, name: str
                        ) -> tuple[np.ndarray, NormalizeReport]:
     """The service's processing of a decoded array, whole.
 
@@ -65,12 +68,10 @@ def _process_in_memory(samples: np.ndarray, sample_rate: int, options: Normalize
     high-pass, voice band, loudness meter and gain as the streaming core on the
     whole array (one chunk).
     """
-    import noisereduce
-
     meter_in = LoudnessMeter(sample_rate, samples.shape[1])
     meter_in.update(samples)
     if options.denoise:
-        samples = noisereduce.reduce_noise(y=samples.T, sr=sample_rate, stationary=True).T
+        samples = service_gate(samples, sample_rate, name)
     out, report = normalize_array(samples, sample_rate, replace(options, denoise=False), chunk_seconds=float("inf"))
     report.loudness_in_lufs = meter_in.integrated()
     if options.denoise:
@@ -112,11 +113,7 @@ def full_load(src: str | os.PathLike, dst: str | os.PathLike, options: Normalize
     check_input_file(Path(src))  # the same clear errors as the other strategies for a missing or empty input
     dst = check_output_path(dst, src)
     segment, samples = load_with_pydub(src)
-    try:
-        out, report = _process_in_memory(samples, segment.frame_rate, options)
-    except ValueError as exc:  # noisereduce's own checks
-        kind = SampleRateError if "mask_smooth" in str(exc) else DecodeError  # its mask smoothing at this rate
-        raise kind(f"{src}: the service's processing failed on it ({exc})") from None
+    out, report = _process_in_memory(samples, segment.frame_rate, options, str(src))
     _export_atomically(_to_segment(out, segment.frame_rate), dst)
     return replace(report, input_path=str(src), output_path=str(dst), strategy="full-load",
                    decoder=f"pydub's AudioSegment.from_file ({8 * segment.sample_width}-bit integers)",
@@ -201,7 +198,7 @@ def _process_segments(chunks: list[Path], options: NormalizeOptions, write) -> N
             meter_in = LoudnessMeter(segment.frame_rate, segment.channels)
             meter_out = LoudnessMeter(segment.frame_rate, segment.channels)
         meter_in.update(samples)
-        out, report = _process_in_memory(samples, segment.frame_rate, options)
+        out, report = _process_in_memory(samples, segment.frame_rate, options, str(path))
         first = first or report
         write(out)
         meter_out.update(out)

@@ -36,7 +36,9 @@ from .passes import ApplyPass, Decodes, MeasurePass, Meters, ProgressCallback, S
 from .plan import Plan, make_plan
 from .spill import Spill
 from ..dsp.noise_gate import NoiseGate
+from ..dsp.loudness import LoudnessMeter
 from ..dsp.stages import dbfs
+from .whole_input import SHORT_INPUT_FRAMES, service_gate
 
 PASS_NAMES = ("profile", "measure", "apply")
 
@@ -184,6 +186,44 @@ def _normalize(open_input, info: AudioInfo, options: NormalizeOptions, output, p
                    decodes=decodes.count)
 
 
+def read_short_input(open_input, info: AudioInfo) -> np.ndarray | None:
+    """The whole input, float32 ``(frames, channels)``, when it decodes to fewer than
+    :data:`~audionorm_lab.stream.whole_input.SHORT_INPUT_FRAMES` frames (and to some); None otherwise. Reads no
+    further than that, and only where the header declares a short input or none."""
+    if info.frames is not None and info.frames >= 2 * SHORT_INPUT_FRAMES:
+        return None
+    source, blocks, frames = open_input(), [], 0
+    try:
+        while frames < SHORT_INPUT_FRAMES:
+            block = source.read(SHORT_INPUT_FRAMES)
+            if len(block) == 0:
+                break
+            blocks.append(np.array(block, np.float32))
+            frames += len(block)
+    finally:
+        source.close()
+    return np.concatenate(blocks) if 0 < frames < SHORT_INPUT_FRAMES else None
+
+
+def _normalize_short(samples: np.ndarray, info: AudioInfo, options: NormalizeOptions, output, progress
+                     ) -> NormalizeReport:
+    """An input shorter than one of the gate's STFT frames: the service's own gate on it whole
+    (:func:`~audionorm_lab.stream.whole_input.service_gate`), then the chain and passes without the gate."""
+    finite = np.isfinite(samples)
+    repaired = int(samples.size - np.count_nonzero(finite))
+    samples = np.where(finite, samples, np.float32(0.0)).astype(np.float32)
+    gated = service_gate(samples, info.sample_rate, str(info.path))
+    report = _normalize(lambda: ArraySource(gated, info.sample_rate), info, replace(options, denoise=False), output,
+                        progress)
+    meter_in = LoudnessMeter(info.sample_rate, info.channels)
+    meter_in.update(samples)
+    notes = report.notes + [f"{repaired} NaN/inf samples replaced with 0"] * bool(repaired)
+    return replace(report, loudness_in_lufs=meter_in.integrated(), options=options.to_dict(),
+                   nonfinite_samples_repaired=repaired, notes=notes,
+                   stages=[f"noise gate (noisereduce.reduce_noise, stationary, on the whole input: "
+                           f"{len(samples)} frames, less than one STFT frame)", *report.stages])
+
+
 def _report(info: AudioInfo, options: NormalizeOptions, plan: Plan, chain: Chain, meters: Meters, measured,
             run, seconds: dict, notes: list[str], chain_runs: int, decodes: int) -> NormalizeReport:
     """The report, from what the plan and the passes returned."""
@@ -275,7 +315,11 @@ def normalize_file(src: str | os.PathLike, dst: str | os.PathLike, options: Norm
     dst = check_output_path(dst, src)
     ends = endpoints(info, dst, options)
     with ends.output as sink:
-        report = _normalize(ends.open_input, info, options, sink, progress)
+        short = read_short_input(ends.open_input, info) if options.denoise else None
+        if short is not None:
+            report = _normalize_short(short, info, options, sink, progress)
+        else:
+            report = _normalize(ends.open_input, info, options, sink, progress)
     return replace(report, output_path=str(dst), decoder=ends.decoder, output_format=ends.output_format)
 
 
@@ -291,6 +335,9 @@ def normalize_array(samples: np.ndarray, sample_rate: int, options: NormalizeOpt
     if len(source.samples) == 0:
         raise EmptyInputError("<array>: no audio frames")
     sink = ArraySink(len(source.samples), source.samples.shape[1])
-    report = _normalize(lambda: ArraySource(source.samples, sample_rate), source.info, options, sink, None)
+    if options.denoise and len(source.samples) < SHORT_INPUT_FRAMES:
+        report = _normalize_short(source.samples, source.info, options, sink, None)
+    else:
+        report = _normalize(lambda: ArraySource(source.samples, sample_rate), source.info, options, sink, None)
     out = sink.samples
     return out, report
