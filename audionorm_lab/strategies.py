@@ -45,7 +45,11 @@ def load_with_pydub(path) -> tuple[object, np.ndarray]:
         segment = AudioSegment.from_file(str(path))
     except CouldntDecodeError as exc:
         raise NotAudioError(f"{path}: pydub could not decode it ({last_line(str(exc))})") from None
-    except (OSError, IndexError) as exc:
+    except IndexError as exc:  # pydub indexes what it did not find: ffprobe's audio streams, or a first sample
+        if "list index" in str(exc):  # audio_streams[0]: ffprobe, sniffing the content, found no audio stream
+            raise NotAudioError(f"{path}: pydub found no audio stream in it (ffprobe's reading)") from None
+        raise EmptyInputError(f"{path}: decodes to no audio frames (pydub)") from None
+    except OSError as exc:
         raise DecodeError(f"{path}: pydub failed ({exc})") from None
     try:
         samples = np.array(segment.get_array_of_samples()).reshape(-1, segment.channels)

@@ -144,6 +144,9 @@ def make_plan(info: AudioInfo, options: NormalizeOptions, output=None) -> Plan:
     else:
         chunk = max(hop, capped_frames(options.chunk_seconds, rate, channels, hop, reach))
     overlap = capped_frames(options.overlap_seconds, rate, channels, hop, reach) if options.denoise else 0
+    if info.frames is not None:  # buffers are sized by the chunk and its overlap: none longer than the input
+        whole = math.ceil((info.frames + 1) / hop) * hop
+        chunk, overlap = min(chunk, whole), min(overlap, max(whole, reach))
     if options.denoise and overlap < reach:
         notes.append(f"overlap {options.overlap_seconds:g} s is shorter than the noise gate's context "
                      f"({reach / rate:.3f} s): chunk boundaries will differ from whole-file output")

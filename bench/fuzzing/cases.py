@@ -21,7 +21,7 @@ EDGE_RATES = (1000, 1001, 5119, 5120, 8000, 11025, 22050, 44100, 48000, 56320, 9
 CONTAINERS = {
     "wav-u8": ("WAV", "PCM_U8", None, 64), "wav-16": ("WAV", "PCM_16", None, 64),
     "wav-24": ("WAV", "PCM_24", None, 64), "wav-32": ("WAV", "PCM_32", None, 64),
-    "wav-float": ("WAV", "FLOAT", None, 64), "flac": ("FLAC", "PCM_16", (1000, 655_350), 8),
+    "wav-float": ("WAV", "FLOAT", None, 64), "flac": ("FLAC", "PCM_16", (1000, 384_000), 8),
     "ogg": ("OGG", "VORBIS", (8000, 192_000), 8),
     "mp3": ("MP3", None, (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000), 2),
 }
@@ -53,12 +53,23 @@ class Case:
 
 def _rate_for(container: str):
     rates = CONTAINERS[container][2]
+    if container == "flac":  # a FLAC frame header holds a rate above 65,535 Hz in tens of Hz
+        return st.one_of(st.sampled_from([r for r in EDGE_RATES if r <= 65_535 or r % 10 == 0]),
+                         st.integers(1000, 65_535), st.integers(6_554, 38_400).map(lambda tens: tens * 10))
     if rates is None:
-        return st.one_of(st.sampled_from(EDGE_RATES), st.integers(1000, 384_000))
+        return st.one_of(st.sampled_from(EDGE_RATES), st.integers(5120, 256_000), st.integers(1000, 384_000))
     if len(rates) == 2:
         low, high = rates
         return st.one_of(st.sampled_from([r for r in EDGE_RATES if low <= r <= high]), st.integers(low, high))
     return st.sampled_from(rates)
+
+
+def _frames_for(rate: int, most: int):
+    """Frames in one of four ranges, each as likely (Hypothesis favours small integers within a range): less than
+    one STFT frame, up to 3 s, from 3 s up to ``most``, and anything up to ``most``."""
+    ranges = [(0, 1100), (1100, rate * 3), (rate * 3, most), (0, most)]
+    return st.sampled_from([(low, high) for low, high in ranges if low <= min(high, most)]).flatmap(
+        lambda r: st.integers(r[0], min(r[1], most)))
 
 
 @st.composite
@@ -69,8 +80,7 @@ def cases(draw, max_samples: int = MAX_SAMPLES) -> Case:
     rate = draw(_rate_for(container))
     channels = draw(st.one_of(st.integers(1, 2), st.integers(1, CONTAINERS[container][3])))
     most = max(0, max_samples // channels)
-    frames = draw(st.one_of(st.integers(0, min(most, 1100)), st.integers(0, min(most, rate * 3)),
-                            st.integers(0, most)))
+    frames = draw(_frames_for(rate, most))
     return Case(container, rate, channels, frames, draw(st.sampled_from(CONTENTS)), draw(st.integers(0, 2**16)),
                 draw(st.sampled_from([True, True, True, False])),
                 draw(st.sampled_from([0.01, 0.05, 0.3, 1.0, 2.7, 10.0, 1e6])), draw(st.integers(1, 3)))
