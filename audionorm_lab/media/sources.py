@@ -59,8 +59,18 @@ class AudioSource:
         self.close()
 
 
+#: Samples per MPEG audio frame (Layer III; Layer I's 384 and MPEG-2 Layer III's 576 divide it).
+MPEG_FRAME_SAMPLES = 1152
+
+
 class SoundfileSource(AudioSource):
-    """A file libsndfile decodes (wav, flac, ogg, mp3...)."""
+    """A file libsndfile decodes (wav, flac, ogg, mp3...).
+
+    An mp3 is read in whole MPEG frames: libsndfile 1.2's mp3 decoder gives other samples after a read that ends
+    inside a frame (a 48 kHz stereo file read 65,536 frames at a time differed from its whole read by up to
+    0.1 from frame 65,536 on), so the chunk length changed the output. What a read asks for beyond whole frames
+    waits for the next read (fewer than 1152 frames).
+    """
 
     def __init__(self, info: AudioInfo):
         super().__init__(info)
@@ -68,8 +78,22 @@ class SoundfileSource(AudioSource):
             self._file = sf.SoundFile(str(info.path))
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise DecodeError(f"{info.path}: cannot open ({exc})") from None
+        self._whole_frames = self._file.format == "MP3"
+        self._left = np.zeros((0, self._file.channels), np.float32)
 
     def _read(self, frames: int) -> np.ndarray:
+        if not self._whole_frames:
+            return self._decode(frames)
+        wanted = frames - len(self._left)
+        if wanted <= 0:
+            block, self._left = self._left[:frames], self._left[frames:]
+            return block
+        more = self._decode(-(-wanted // MPEG_FRAME_SAMPLES) * MPEG_FRAME_SAMPLES)
+        pool = np.concatenate([self._left, more]) if len(self._left) else more
+        block, self._left = pool[:frames], pool[frames:]
+        return block
+
+    def _decode(self, frames: int) -> np.ndarray:
         try:
             return self._file.read(frames, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as exc:
