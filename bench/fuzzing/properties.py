@@ -153,8 +153,10 @@ def _differential(check: Checker, case: Case, streaming, service) -> None:
                                     f"largest sample difference {worst})")
     elif f_kind == "ok" and s_kind == "error":
         check.add("error-class", f"the service succeeded, streaming raised {type(s_value).__name__}: {s_value}")
-    elif f_kind == "error" and s_kind == "ok" and "found no audio stream" in str(f_value):
-        check.add("sniffed", f"the service found no audio stream ({f_value}); streaming read it as {case.container}")
+    elif f_kind == "error" and "found no audio stream" in str(f_value):
+        outcome = "succeeded" if s_kind == "ok" else f"raised {type(s_value).__name__}: {s_value}"
+        check.add("sniffed", f"the service found no audio stream ({f_value}); streaming read it as "
+                             f"{case.container} and {outcome}")
     elif f_kind == "error" and s_kind == "ok":
         check.add("error-class", f"the service raised {type(f_value).__name__} ({f_value}), streaming succeeded")
     elif f_kind == "error" and s_kind == "error" and type(f_value) is not type(s_value):
