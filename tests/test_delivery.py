@@ -51,8 +51,22 @@ def test_a_killed_run_leaves_no_encoder_writing_its_temporary_file(tmp_path):
     encoder.wait(timeout=60)  # ended, not orphaned: psutil.TimeoutExpired otherwise (PDEATHSIG: at once)
     temporaries = list(tmp_path.glob(".out.flac.*.part"))
     assert len(temporaries) == 1 and not (tmp_path / "out.flac").exists()
-    try:  # an orphaned encoder would have finished the file: a valid FLAC of the second written
-        frames = sf.info(str(temporaries[0])).frames
-    except (sf.LibsndfileError, RuntimeError):
-        frames = None
-    assert frames != 44100, "the encoder outlived its writer and finished the temporary file"
+    # an orphaned encoder would have read its input's end and finished the file: its STREAMINFO then counts the
+    # second written (a killed one never goes back to write the count)
+    assert flac_total_samples(temporaries[0]) != 44100, "the encoder outlived its writer and finished the file"
+    # the same writer, closed rather than killed: its encoder finishes, and the count says so
+    closing = script.replace("print(sink._encoder.pid, flush=True)\ntime.sleep(60)\n", "sink.__exit__(None, None, None)\n")
+    assert closing != script
+    subprocess.run([sys.executable, "-c", closing, str(tmp_path / "closed.flac")], check=True, timeout=120)
+    assert flac_total_samples(tmp_path / "closed.flac") == sf.info(str(tmp_path / "closed.flac")).frames == 44100
+
+
+def flac_total_samples(path) -> int | None:
+    """The total samples a FLAC's STREAMINFO declares (0 while an encoder has not finished), None where the file has
+    no STREAMINFO yet. FLAC format: "fLaC", a 4-byte block header, then STREAMINFO, whose bytes 13-17 end with
+    the 36-bit count."""
+    data = open(path, "rb").read(42)
+    if len(data) < 42 or data[:4] != b"fLaC" or data[4] & 0x7F != 0:
+        return None
+    info = data[8:42]
+    return ((info[13] & 0x0F) << 32) | int.from_bytes(info[14:18], "big")

@@ -75,9 +75,18 @@ def test_overlap_add_is_the_inverse_stfts_batch_loop():
         expected[first + part: first + part + k] += weighted[:, part]
     overlap_add(frames, synthesis, got, np.arange(first, first + k))
     assert np.array_equal(got, expected)
-    skipped = expected.copy()  # a frame left out adds nothing
+    # frames left out (every third: a batch with gaps, as silent frames are skipped) add nothing: the rows they
+    # would have reached get only the kept frames' products, added in the same order (part by part, then frame)
     keep = np.arange(k) % 3 != 0
-    overlap_add(frames[keep] * 0 + frames[keep], synthesis, skipped, np.arange(first, first + k)[keep])
+    rows = np.arange(first, first + k)[keep]
+    base = rng.standard_normal((k + 3 + 9, hop))
+    skipped, expected_skipped = base.copy(), base.copy()
+    overlap_add(np.ascontiguousarray(frames[keep]), synthesis, skipped, rows)
+    kept = (frames[keep] * synthesis).reshape(-1, 4, hop)
+    for part in range(4):
+        for i, row in enumerate(rows):
+            expected_skipped[row + part] += kept[i, part]
+    assert np.array_equal(skipped, expected_skipped)
 
 
 def test_column_max_abs_is_numpys_maximum_of_magnitudes():

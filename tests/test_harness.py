@@ -3,14 +3,18 @@
 import copy
 import csv
 import json
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import memray
+import numpy as np
 import pytest
 
 from bench.reporting.compare import compare
+from data.fetch_samples import parse_duration
 from bench.measuring.container import WATCHDOG, own_memory_cgroup
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +43,9 @@ def test_quick_matrix_runs_every_strategy(quick_run):
     for row in rows:
         # SoX's chain needs a few MB; the others are Python or ffmpeg processes
         assert row["peak_rss_bytes"] > (2e6 if row["strategy"] == "sox" else 20e6)
-        assert row["wall_seconds"] > 0 and row["realtime_multiple"] > 0
+        # audio seconds per wall second, of the audio the size names, in the time the run took
+        assert row["audio_seconds"] == parse_duration(row["size"]) and row["cpu_seconds"] > 0
+        assert row["realtime_multiple"] == pytest.approx(row["audio_seconds"] / row["wall_seconds"], rel=1e-9)
         if row["strategy"] in ("ffmpeg-filters", "sox"):
             assert row["memray_peak_bytes"] is None  # not a Python process
         else:
@@ -65,7 +71,12 @@ def test_fidelity_against_streaming(quick_run):
 def test_results_carry_machine_parameters_and_plots(quick_run):
     out, _ = quick_run
     payload = json.loads((out / "results.json").read_text())
-    assert payload["machine"]["cores"] >= 1 and payload["machine"]["numpy"] and payload["machine"]["ffmpeg"]
+    machine = payload["machine"]
+    # the machine as it is: its cores, the numpy and Python that ran, the ffmpeg on PATH
+    assert machine["cores"] == os.cpu_count()
+    assert machine["numpy"] == np.__version__ and machine["python"] == platform.python_version()
+    ffmpeg = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.splitlines()[0]
+    assert machine["ffmpeg"] == ffmpeg
     assert payload["parameters"]["quick"] is True
     assert payload["summary"]["streaming"]["ok"] == 2
     for name in ("rss_vs_size", "rss_vs_chunk", "throughput", "full_load_limit"):

@@ -109,9 +109,27 @@ def test_chunks_are_capped_in_samples_and_never_below_the_gates_reach():
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 6, 8, 16, 64])
 def test_the_noise_clip_kept_as_a_mean_block_by_block_is_the_whole_clips_mean(channels):
+    """The scan (PeakScan) keeps the noise clip as the mean of each frame's channels, block by block as it reads:
+    the bits of noisereduce's mean over the whole clip, and only the head's frames."""
+    from audionorm_lab.dsp.gate_grid import GateGrid, PeakScan
+
     x = np.random.default_rng(channels).standard_normal((70_000, channels)).astype(np.float32)
-    blockwise = np.concatenate([x[i:i + 1000].mean(axis=1) for i in range(0, len(x), 1000)])
-    assert np.array_equal(blockwise, x.mean(axis=1))
+    position = 0
+
+    def read(frames):
+        nonlocal position
+        block = x[position: position + min(frames, 999)]  # blocks that do not divide the head
+        position += len(block)
+        return block
+
+    scan = PeakScan(read, channels, GateGrid.named("service", 256), 1024, head_frames=60_001,
+                    block_frames=999).start()
+    try:
+        head = scan.head()
+    finally:
+        scan.close()
+    assert head.dtype == np.float32 and head.shape == (60_001,)
+    assert np.array_equal(head.view(np.uint32), x[:60_001].mean(axis=1).view(np.uint32))
 
 
 def test_a_wide_file_gives_the_whole_file_output_in_capped_chunks():
@@ -183,10 +201,20 @@ def test_the_storage_root_confines_inputs_and_outputs_links_followed(root):
 
 
 def test_the_service_refuses_a_width_its_memory_limit_cannot_hold(tmp_path):
-    wide = tmp_path / "wide.wav"
-    sf.write(wide, np.tile(tone(0.5, 192000, 1), (1, 32)), 192000, subtype="PCM_16")
-    with pytest.raises(WidthError, match=r"32 channels at 192,000 Hz need about \d+ MB .* over its 100 MB limit"):
-        admit(wide, tmp_path / "out.wav", NormalizeOptions(), Limits(memory_limit_bytes=100 * 10**6))
+    """The width decides, not the process's own memory: under one limit, set between what a mono 8 kHz file and a
+    32-channel 192 kHz file need to stream beside this process, the narrow file is admitted and the wide refused."""
+    from audionorm_lab.service.admission import resident_bytes
+    from audionorm_lab.stream.pipeline import working_set_bytes
+
+    wide, narrow = tmp_path / "wide.wav", tmp_path / "narrow.wav"
+    sf.write(wide, np.tile(tone(3.0, 192000, 1), (1, 32)), 192000, subtype="PCM_16")
+    sf.write(narrow, tone(3.0, 8000, 1), 8000, subtype="PCM_16")
+    wide_needs, narrow_needs = (working_set_bytes(probe(p), NormalizeOptions()) for p in (wide, narrow))
+    assert wide_needs - narrow_needs > 8 * 10**6, (wide_needs, narrow_needs)
+    limits = Limits(memory_limit_bytes=resident_bytes() + (wide_needs + narrow_needs) // 2)
+    assert admit(narrow, tmp_path / "out.wav", NormalizeOptions(), limits).info.channels == 1
+    with pytest.raises(WidthError, match=r"32 channels at 192,000 Hz need about \d+ MB to stream beside"):
+        admit(wide, tmp_path / "out.wav", NormalizeOptions(), limits)
     assert admit(wide, tmp_path / "out.wav", NormalizeOptions(), Limits(memory_limit_bytes=2 * 10**9)).info.channels == 32
 
 

@@ -20,6 +20,18 @@ def test_quick_load_with_every_fault_loses_no_job(tmp_path):
     check_quick_load(tmp_path, "redis")
 
 
+def cut_short_by(results: dict, kind: str) -> list[tuple[float, float, float]]:
+    """(run start, fault, the job's next start) for each run a fault of ``kind`` killed (its process among the
+    fault's pids), from the jobs' run records and the fault log, times in seconds since the epoch."""
+    found = []
+    for fault in (f for f in results["faults"] if f["kind"] == kind):
+        for job in results["jobs"]:
+            starts = [run for run in job["runs"] if run["event"] == "start"]
+            found += [(run["time"], fault["time"], after["time"]) for run, after in zip(starts, starts[1:])
+                      if run["pid"] in fault["pids_killed"] and run["time"] <= fault["time"] <= after["time"]]
+    return found
+
+
 def check_quick_load(tmp_path, broker: str) -> None:
     """``service-load --quick --broker BROKER``: every job finished, checked; each fault injected; nothing left."""
     out = tmp_path / "load"
@@ -42,7 +54,21 @@ def check_quick_load(tmp_path, broker: str) -> None:
         assert results["parameters"]["broker_state_at_end"]["queues"]["audionorm"] == {"type": "quorum",
                                                                                          "durable": True}
     for label, latency in results["redelivery_latency"].items():
-        assert fault_kind(label) in FAULT_KINDS and 0 < latency["median_seconds"] <= latency["max_seconds"], latency
+        # redeliveries after their faults, within the run: figures in order, none longer than the run itself
+        assert fault_kind(label) in FAULT_KINDS and latency["count"] >= 1, (label, latency)
+        assert (0 < latency["median_seconds"] <= latency["p95_seconds"] <= latency["max_seconds"]
+                < results["wall_seconds"]), (label, latency)
+    # what each broker does with the job of a worker lost with its pool: Redis gives it back only once its
+    # visibility timeout has passed; RabbitMQ as soon as the worker's connection closes
+    # (from the raw timeline: each run the cold shutdown killed, and that job's next start)
+    cut = cut_short_by(results, "cold-shutdown")
+    assert cut, results["faults"]
+    if broker == "redis":  # the message was delivered before its run started: its timeout ran from before then
+        timeout = results["parameters"]["visibility_timeout_seconds"]
+        assert all(restarted - started >= timeout - 1.0 for started, _, restarted in cut), (timeout, cut)
+    else:
+        assert results["parameters"]["visibility_timeout_seconds"] is None
+        assert all(restarted - fault < 30.0 for _, fault, restarted in cut), cut
     # each worker ran in its container of --memory-limit, and nothing was killed for memory
     assert results["parameters"]["memory_limit_bytes"] == 1200 * 10**6
     assert results["limit_enforced_by"] in ("kernel memcg v1", "kernel memcg v2", "watchdog")
