@@ -75,7 +75,25 @@ def _playlists(folder: Path, secret: Path) -> list[HostileFile]:
     concat = folder / "concat.mp3"
     concat.write_text(f"ffconcat version 1.0\nfile '{secret}'\n")
     files.append(HostileFile(concat.name, concat, f"an ffconcat list naming {secret.name}", "refused"))
+    pls = f"[playlist]\nFile1={secret}\nTitle1=x\nLength1=-1\nNumberOfEntries=1\nVersion=2\n"
+    sdp = ("v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 5004 RTP/AVP 0\n"
+           "a=rtpmap:0 PCMU/8000\n")  # ffmpeg would listen for RTP on a port
+    for name, text, what in (("pls.mp3", pls, f"a PLS playlist naming {secret.name}, as .mp3"),
+                             ("playlist.pls", pls, f"a PLS playlist naming {secret.name}"),
+                             ("session.mp3", sdp, "an SDP session description (RTP on port 5004), as .mp3"),
+                             ("session.sdp", sdp, "an SDP session description (RTP on port 5004)")):
+        (folder / name).write_text(text)
+        files.append(HostileFile(name, folder / name, what, "refused"))
     return files
+
+
+def _image_pattern(folder: Path) -> list[HostileFile]:
+    """``frame-%03d.png``: a name ffmpeg's image2 demuxer reads as a pattern (frame-001.png, frame-002.png...)."""
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=32x32:duration=1", "-frames:v", "3", str(folder / "frame-%03d.png"))
+    pattern = folder / "frame-%03d.png"
+    shutil.copyfile(folder / "frame-001.png", pattern)
+    return [HostileFile(pattern.name, pattern, "an image sequence's pattern (frame-%03d.png, three frames there)",
+                        "refused")]
 
 
 def _lying_headers(folder: Path) -> list[HostileFile]:
@@ -131,7 +149,7 @@ def make_corpus(folder: str | os.PathLike) -> list[HostileFile]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     secret = make_secret(folder)
-    return (_playlists(folder, secret) + _lying_headers(folder) + _not_media(folder, secret)
+    return (_playlists(folder, secret) + _image_pattern(folder) + _lying_headers(folder) + _not_media(folder, secret)
             + _damaged_and_wide(folder, secret))
 
 

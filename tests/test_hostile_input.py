@@ -34,6 +34,8 @@ def floor():
 
 
 def test_every_hostile_file_is_refused_in_one_line_or_processed_within_the_bound(corpus, floor, tmp_path):
+    # the README's list: playlists and indirections (HLS, ffconcat, PLS, SDP, image patterns) among them
+    assert {"playlist.m3u8", "concat.mp3", "playlist.pls", "session.sdp", "frame-%03d.png"} <= {f.name for f in corpus}
     out = tmp_path / "out"
     out.mkdir()
     for file in corpus:
@@ -58,7 +60,8 @@ def test_the_service_as_it_was_reads_another_tenants_file_through_a_playlist(cor
     assert row["output_frames"] == pytest.approx(3 * 44100, rel=0.01), "the secret's 3 s, normalized"
 
 
-@pytest.mark.parametrize("name", ["playlist.mp3", "playlist.m4a", "playlist.m3u8", "concat.mp3"])
+@pytest.mark.parametrize("name", ["playlist.mp3", "playlist.m4a", "playlist.m3u8", "concat.mp3", "pls.mp3",
+                                  "playlist.pls"])
 def test_probing_a_playlist_reads_nothing_else(corpus, name):
     secret = secret_of(corpus[0].path.parent)
     unread = mark_unread(secret)
