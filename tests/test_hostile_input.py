@@ -258,3 +258,26 @@ def test_the_task_admits_before_any_mode_runs_and_its_pool_process_lives(guarded
     assert sorted(p.name for p in tenant.iterdir() if ".out" in p.name) == []
     outside = service.submit(secret, tenant / "stolen.wav", mode, timeout=120)
     assert outside["error_type"] == "PathOutsideRootError" and not (tenant / "stolen.wav").exists()
+
+
+def test_the_tasks_compat_override_and_an_output_link_inside_the_root(guarded_service):
+    """The task writes the service's 16-bit file unless its options say ``compat="float"``; an output path that is a
+    link inside the storage root is replaced by the output (renamed into place), not written through."""
+    service, root = guarded_service
+    tenant = root / "compat"
+    tenant.mkdir()
+    sf.write(tenant / "in.wav", tone(2.0, 44100, 2), 44100, subtype="PCM_16")
+    default = service.submit(tenant / "in.wav", tenant / "service.wav", "streaming", timeout=120)
+    floating = service.submit(tenant / "in.wav", tenant / "float.wav", "streaming", timeout=120,
+                              options={"compat": "float"})
+    assert default["status"] == floating["status"] == "SUCCESS", (default, floating)
+    assert default["report"]["options"]["compat"] == "service" and floating["report"]["options"]["compat"] == "float"
+    assert sf.info(str(tenant / "service.wav")).subtype == "PCM_16"
+    assert sf.info(str(tenant / "float.wav")).subtype == "FLOAT"
+    target = tenant / "target.wav"
+    target.write_bytes(b"another job's output")
+    (tenant / "link.wav").symlink_to(target)
+    linked = service.submit(tenant / "in.wav", tenant / "link.wav", "streaming", timeout=120)
+    assert linked["status"] == "SUCCESS", linked
+    assert not (tenant / "link.wav").is_symlink() and sf.info(str(tenant / "link.wav")).frames == 2 * 44100
+    assert target.read_bytes() == b"another job's output"
