@@ -38,10 +38,14 @@ def test_the_real_cli_in_a_fresh_process_agrees(case, tmp_path_factory):
 def test_the_cases_the_old_code_got_wrong(tmp_path_factory):
     """Found by the fuzzer: an input shorter than the gate's 768 frames of overlap (the service refuses it; the
     stream gated it), one shorter than a 1024-frame STFT frame (scipy shrinks the service's frame to it), a rate
-    whose smoothing width another order of arithmetic rounds one off, and the 1000 Hz file."""
+    whose smoothing width another order of arithmetic rounds one off, the 1000 Hz file, an mp3 whose float-mode
+    samples changed with the chunk length (libsndfile's decoder, read inside an MPEG frame), a chunk of 10^6 s
+    that sized its buffer by the asking, and a 24-bit WAV of no frames (pydub's IndexError)."""
     for case in [Case("wav-16", 44100, 2, 343, "speech", 1), Case("wav-u8", 8270, 1, 121, "speech", 2),
                  Case("wav-float", 44100, 2, 900, "nonfinite", 3), Case("wav-16", 56320, 1, 40_000, "tones", 4),
-                 Case("wav-16", 1000, 1, 3000, "speech", 5), Case("mp3", 8000, 1, 600, "noise", 6)]:
+                 Case("wav-16", 1000, 1, 3000, "speech", 5), Case("mp3", 8000, 1, 600, "noise", 6),
+                 Case("mp3", 48000, 2, 144_000, "speech", 65535, False, 1.0, 1),
+                 Case("ogg", 8000, 8, 84, "silence", 249, False, 1e6, 1), Case("wav-24", 1000, 1, 0, "silence", 0)]:
         result = check_case(case, tmp_path_factory.mktemp("case"))
         assert result["findings"] == [], (case, result["outcomes"])
 
