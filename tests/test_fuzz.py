@@ -45,6 +45,7 @@ def test_the_cases_the_old_code_got_wrong(tmp_path_factory):
                  Case("wav-float", 44100, 2, 900, "nonfinite", 3), Case("wav-16", 56320, 1, 40_000, "tones", 4),
                  Case("wav-16", 1000, 1, 3000, "speech", 5), Case("mp3", 8000, 1, 600, "noise", 6),
                  Case("mp3", 48000, 2, 144_000, "speech", 65535, False, 1.0, 1),
+                 Case("mp3", 44100, 1, 132_300, "nonfinite", 2, False, 1.0, 1),
                  Case("ogg", 8000, 8, 84, "silence", 249, False, 1e6, 1), Case("wav-24", 1000, 1, 0, "silence", 0)]:
         result = check_case(case, tmp_path_factory.mktemp("case"))
         assert result["findings"] == [], (case, result["outcomes"])

@@ -59,17 +59,18 @@ class AudioSource:
         self.close()
 
 
-#: Samples per MPEG audio frame (Layer III; Layer I's 384 and MPEG-2 Layer III's 576 divide it).
-MPEG_FRAME_SAMPLES = 1152
+#: Frames an mp3 is decoded in, whatever a read asks for: 64 MPEG frames of 1152 samples.
+MP3_DECODE_FRAMES = 64 * 1152
 
 
 class SoundfileSource(AudioSource):
     """A file libsndfile decodes (wav, flac, ogg, mp3...).
 
-    An mp3 is read in whole MPEG frames: libsndfile 1.2's mp3 decoder gives other samples after a read that ends
-    inside a frame (a 48 kHz stereo file read 65,536 frames at a time differed from its whole read by up to
-    0.1 from frame 65,536 on), so the chunk length changed the output. What a read asks for beyond whole frames
-    waits for the next read (fewer than 1152 frames).
+    An mp3 is decoded in blocks of :data:`MP3_DECODE_FRAMES`, whatever a read asks for: libsndfile 1.2's mp3
+    decoder gives samples that depend on where its reads end (a 48 kHz stereo file read 65,536 frames at a time
+    differed from its whole read by up to 0.1 from frame 65,536 on; read in whole MPEG frames, a mono one still
+    differed by an ulp), so the chunk length changed an mp3's output. Read the same way every time, the samples
+    are the same every time; what a read does not take waits for the next (fewer than a block).
     """
 
     def __init__(self, info: AudioInfo):
@@ -78,18 +79,20 @@ class SoundfileSource(AudioSource):
             self._file = sf.SoundFile(str(info.path))
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise DecodeError(f"{info.path}: cannot open ({exc})") from None
-        self._whole_frames = self._file.format == "MP3"
+        self._fixed_blocks = self._file.format == "MP3"
         self._left = np.zeros((0, self._file.channels), np.float32)
+        self._ended = False
 
     def _read(self, frames: int) -> np.ndarray:
-        if not self._whole_frames:
+        if not self._fixed_blocks:
             return self._decode(frames)
-        wanted = frames - len(self._left)
-        if wanted <= 0:
-            block, self._left = self._left[:frames], self._left[frames:]
-            return block
-        more = self._decode(-(-wanted // MPEG_FRAME_SAMPLES) * MPEG_FRAME_SAMPLES)
-        pool = np.concatenate([self._left, more]) if len(self._left) else more
+        pieces, held = [self._left], len(self._left)
+        while held < frames and not self._ended:
+            block = self._decode(MP3_DECODE_FRAMES)
+            self._ended = len(block) < MP3_DECODE_FRAMES
+            pieces.append(block)
+            held += len(block)
+        pool = np.concatenate(pieces) if len(pieces) > 1 else self._left
         block, self._left = pool[:frames], pool[frames:]
         return block
 
