@@ -13,7 +13,7 @@ from bench.fuzzing.cases import Case, cases
 from bench.fuzzing.properties import check_case
 
 #: Small cases keep the budget: up to 60,000 samples, a few of the gate's 125,000-frame pieces at most in mono.
-SUITE = settings(derandomize=True, database=None, deadline=None, phases=[Phase.generate], max_examples=40,
+SUITE = settings(derandomize=True, database=None, deadline=None, phases=[Phase.generate], max_examples=30,
                  suppress_health_check=list(HealthCheck))
 
 
@@ -26,7 +26,7 @@ def test_every_generated_input_succeeds_or_fails_in_one_line_as_the_service_does
     assert result["findings"] == [], (case, result["outcomes"])
 
 
-@settings(SUITE, max_examples=6)
+@settings(SUITE, max_examples=4)
 @given(case=cases(max_samples=20_000))
 def test_the_real_cli_in_a_fresh_process_agrees(case, tmp_path_factory):
     """``python -m audionorm_lab normalize`` in a fresh process: exit 0, or 2 with one stderr line, never a signal
