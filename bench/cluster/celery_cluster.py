@@ -41,7 +41,7 @@ def client_app(url: str, backend_url: str | None = None):
     (Redis or RabbitMQ; the results in ``backend_url``, a Redis, by default the broker's)."""
     from celery import Celery
 
-    import audionorm_lab.service  # noqa: F401  (results rebuild the task's own exception classes only when imported)
+    import audionorm_lab.service.task  # noqa: F401  (results rebuild the task's own exception classes only when imported)
     from audionorm_lab.service.broker import broker_settings
 
     settings = broker_settings(url, backend_url)
