@@ -4,10 +4,6 @@ The last tests read what the others wrote: no raw dumps in the executed notebook
 over all five, rendered in headless Chromium.
 """
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -17,7 +13,6 @@ from bench.reporting import history, index_page
 from bench.measuring.container import own_memory_cgroup
 from bench.measuring.machine import describe
 from bench.reporting.report import NOTEBOOKS, execute
-from test_workflows import report_step
 from conftest import CHROMEDRIVER, CHROMIUM
 from data.fetch_samples import make_sample
 
@@ -114,24 +109,6 @@ def test_02_tune_chunk_and_overlap(reports, forty_seconds):
     assert snr[0.5] >= 100 and snr[0.0] < snr[0.5]
 
 
-def test_02_never_hangs_under_plain_papermill(tmp_path, forty_seconds):
-    """Its default ``interactive`` under a plain papermill run: no widget, two runs in a row, each in time (a
-    widget under papermill hung about 1 run in 5; without one there is nothing to hang on), the second reusing the
-    first's measurements."""
-    import papermill
-
-    source = ROOT / "notebooks" / "02_tune_chunk_and_overlap.ipynb"
-    params = {"input_path": str(forty_seconds), "out_dir": str(tmp_path / "out"), **QUICK_02}
-    for run in range(2):
-        values_path = tmp_path / f"values-{run}.json"
-        papermill.execute_notebook(str(source), str(tmp_path / f"run-{run}.ipynb"),
-                                   parameters={**params, "values_path": str(values_path)}, cwd=str(ROOT),
-                                   kernel_name="python3", progress_bar=False, execution_timeout=300)
-        values = json.loads(values_path.read_text())
-        assert values["interactive"] is False
-        assert (values["reused"] is None) == (run == 0), "later runs reuse the first run's measurements"
-
-
 def test_03_memory_profiles(reports):
     values = execute("03_memory_profiles", reports, {"size": "20s"})
     assert_every_claim_holds(values, "03_memory_profiles")
@@ -149,44 +126,6 @@ def test_04_regression_report_holds_on_the_committed_baseline(reports):
     line = history.load(history_file)[-1]
     assert line["commit"] == describe()["commit"] and set(line["figures"]) == set(values["figures"])
     assert line["spreads"]["streaming_vs_full_load_db"] == 0.0 and line["machine"]["cores"]
-
-
-def _earlier_run(figures: dict, machine: dict, setup: dict) -> dict:
-    return history.entry(figures, {name: 0.5 for name in figures}, machine, setup)
-
-
-def test_a_failed_claim_fails_the_report_and_is_marked(tmp_path):
-    """A strict bound, and a history whose runs all had 1 MB above the floor: both claims fail, the report exits
-    non-zero naming them, the notebook's HTML and the index mark them, and the HTML is still written."""
-    strict = tmp_path / "baseline.json"
-    strict.write_text(json.dumps({"streaming_rss_above_floor_mb": {"max": 1}}))
-    seeded = tmp_path / "history.jsonl"
-    for _ in range(3):
-        history.append(seeded, _earlier_run({"streaming_rss_above_floor_mb": 1.0}, describe(),
-                                            {"sizes": "10s", "repeat": 1}))
-    params = tmp_path / "params.json"
-    params.write_text(json.dumps({"04_regression_report": {"baseline_path": str(strict), "sizes": "10s",
-                                                           "repeat": 1, "history_path": str(seeded)}}))
-    out = tmp_path / "out"
-    # the regression workflow's own step (.github/workflows/regression.yml), run as GitHub Actions runs it
-    step = report_step()
-    env = {**os.environ, "REPORT_PARAMS": str(params), "REPORTS": str(out), "PATH": f"{Path(sys.executable).parent}:"
-           + os.environ["PATH"]}
-    script = step["run"].replace(".venv/bin/python", sys.executable)
-    result = subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True, cwd=tmp_path,
-                            env={**env, "PYTHONPATH": str(ROOT)})
-    assert result.returncode == 1, result.stderr[-2000:]
-    failed_lines = [line for line in result.stderr.splitlines() if line.startswith("claim failed:")]
-    assert len(failed_lines) == 2, result.stderr[-2000:]
-    annotations = [line for line in result.stdout.splitlines() if line.startswith("::error title=claim failed::")]
-    assert len(annotations) == 2 and all(a.split("::", 2)[2] in result.stderr for a in annotations)
-    assert any("within 1 MB of the import floor" in line for line in failed_lines)
-    assert any("noise band" in line and "streaming_rss_above_floor_mb" in line for line in failed_lines)
-    html = (out / "04_regression_report.html").read_text()
-    for key in ("streaming_rss_above_floor_mb", "no_figure_regressed"):
-        assert f'class="claim claim-failed" data-claim="{key}"' in html
-    assert "2 of 2 claims failed" in (out / "index.html").read_text()
-    assert "FAILED" in result.stdout and "evidence: 0 of 2 claims held" in result.stdout
 
 
 def test_05_service_capacity(reports):
