@@ -1,5 +1,5 @@
 """The GitHub Actions workflows users copy: valid (actionlint), and the regression one keeps its history, uploads
-reports/ and fails on a failed claim (its report step is run for real in test_notebooks.py)."""
+reports/ and fails on a failed claim (its report step is run for real in test_notebook_papermill.py)."""
 
 import subprocess
 import sys
