@@ -13,6 +13,21 @@ import pytest
 import soundfile as sf
 
 CLI = [sys.executable, "-m", "audionorm_lab"]
+#: The suite's longest files, longest first (seconds of one worker, measured with --durations=0), ahead of the
+#: rest in their own order. pytest-xdist (--dist loadfile --no-loadscope-reorder, pyproject.toml) hands whole
+#: files to its two workers in collection order as each runs low, so the long ones start first and the many
+#: short ones even out the end.
+LONGEST_FIRST = ("test_notebooks.py",  # about 300 s: the five notebooks, executed
+                 "test_service_load_rabbitmq.py", "test_same_as_service.py", "test_notebook_papermill.py",
+                 "test_service_load.py", "test_harness.py", "test_service.py", "test_strategies.py")  # 50-80 s
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Whole files in :data:`LONGEST_FIRST`'s order first, the others after them; tests keep their order within
+    a file."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 
 def speech_like(seconds: float, rate: int, channels: int = 2, seed: int = 0, snr_db: float = 20.0) -> np.ndarray:
