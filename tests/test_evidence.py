@@ -142,3 +142,32 @@ def test_the_recommendation_says_only_what_the_figures_support():
     assert "for its memory" in slower and "at least as fast" in slower and "that it gives the same samples" not in slower
     differs = recommendation(_capacity(60, 20), sizing, -60.0)
     assert "for its memory" in differs and "gives the same samples" in differs and "-60.0 dB" in differs
+
+
+def test_runs_at_once_overlap_and_each_failure_waits_for_the_others():
+    """bench.reporting.notebook.at_once: notebook 05 runs its load runs and the pool-capacity search with it."""
+    import threading
+    import time
+
+    from bench.reporting.notebook import at_once
+
+    both_started = threading.Barrier(2, timeout=30)  # each run waits for the other: they can only end if they overlap
+    ended = []
+
+    def run(name):
+        both_started.wait()
+        ended.append(name)
+        return name
+
+    assert at_once(b=lambda: run("b"), a=lambda: run("a")) == {"b": "b", "a": "a"}
+
+    def fails():
+        raise ValueError("the first failure")
+
+    def slow():
+        time.sleep(0.2)
+        ended.append("slow")
+
+    with pytest.raises(ValueError, match="the first failure"):
+        at_once(fails=fails, slow=slow)
+    assert ended[-1] == "slow"  # the failure was raised only after the other run had ended

@@ -12,7 +12,9 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -141,17 +143,23 @@ def service_load(out: str | Path, **options) -> dict:
 
 
 def service_loads(out: str | Path, brokers: list[str], **options) -> dict[str, dict]:
-    """:func:`service_load` on each of ``brokers`` at the same time, into ``out/load-BROKER``; their results by broker,
-    in the order given.
+    """:func:`service_load` on each of ``brokers`` at the same time (:func:`at_once`), into ``out/load-BROKER``; their
+    results by broker, in the order given.
 
     Each run has its own broker, workers and memory containers on free ports, so the runs share only the CPU: much
     of a load run is waiting (a visibility timeout, a broker's restart, the faults' spacing), and running the brokers
     side by side takes about the longer run's time rather than the sum.
     """
-    with ThreadPoolExecutor(max_workers=max(1, len(brokers))) as pool:
-        runs = {broker: pool.submit(service_load, Path(out) / f"load-{broker}", broker=broker, **options)
-                for broker in brokers}
-        return {broker: run.result() for broker, run in runs.items()}
+    return at_once(**{broker: partial(service_load, Path(out) / f"load-{broker}", broker=broker, **options)
+                      for broker in brokers})
+
+
+def at_once(**runs: Callable[[], object]) -> dict[str, object]:
+    """Each of ``runs`` (functions of no arguments) at the same time, each in a thread of its own; their results by
+    name, in the order given. Waits until every run has ended, then raises the first failure in that order."""
+    with ThreadPoolExecutor(max_workers=max(1, len(runs))) as pool:
+        futures = {name: pool.submit(run) for name, run in runs.items()}
+    return {name: future.result() for name, future in futures.items()}
 
 
 def pool_capacity(out: str | Path, **options) -> dict:
