@@ -61,3 +61,38 @@ def test_bench_fuzz_runs_a_campaign_and_says_what_it_covered(tmp_path):
     assert summary["examples"] == 4 and set(summary["findings"].values()) == {0}
     assert sum(summary["coverage"]["containers"].values()) == 4
     assert {"streaming-service", "full-load", "task"} <= set(summary["outcomes"])
+
+
+def lying_wav(path, frames: int, declared: int) -> None:
+    """A 16-bit stereo 44.1 kHz WAV of ``frames`` frames of noise whose header declares ``declared``."""
+    import struct
+
+    import numpy as np
+    import soundfile as sf
+
+    samples = 0.3 * np.random.default_rng(frames).standard_normal((frames, 2))
+    sf.write(path, samples.astype(np.float32), 44100, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"data")
+    data[at + 4: at + 8] = struct.pack("<I", declared * 4)
+    data[4:8] = struct.pack("<I", len(data) - 8 + (declared - frames) * 4)
+    path.write_bytes(bytes(data))
+
+
+def test_an_input_under_one_stft_frame_is_the_services_whatever_its_header_declares(tmp_path):
+    """The scan finds an input shorter than one STFT frame (not the header, which may declare 100 times more):
+    900 frames give the service's bytes, 500 its refusal, in one line."""
+    for frames in (900, 500):
+        src = tmp_path / f"lying-{frames}.wav"
+        lying_wav(src, frames, declared=100 * frames)
+        done = {strategy: subprocess.run([sys.executable, "-m", "audionorm_lab", "normalize", str(src),
+                                          str(tmp_path / f"{frames}-{strategy}.wav"), "--compat", "service",
+                                          "--strategy", strategy], capture_output=True, text=True, timeout=300)
+                for strategy in ("streaming", "full-load")}
+        if frames == 900:
+            assert [d.returncode for d in done.values()] == [0, 0], done
+            assert (tmp_path / "900-streaming.wav").read_bytes() == (tmp_path / "900-full-load.wav").read_bytes()
+        else:
+            assert [d.returncode for d in done.values()] == [2, 2], done
+            assert all(len(d.stderr.splitlines()) == 1 and "noverlap must be less than nperseg" in d.stderr
+                       for d in done.values()), done

@@ -153,6 +153,9 @@ class ScanPass:
         self.source = None
         self.scan: PeakScan | None = None
         self._follower_taken = False
+        #: After :meth:`start`: the input's whole length in frames where it is shorter than one of the gate's STFT
+        #: frames (the head it read is all there is; its grid cannot gate it: :mod:`.whole_input`); else None.
+        self.whole_input_frames: int | None = None
         self.notes: list[str] = []
         self.seconds = 0.0
 
@@ -169,13 +172,12 @@ class ScanPass:
         self.scan = PeakScan(self._read, self.plan.channels, self.plan.grid, NoiseGate.N_FFT, NOISE_PROFILE_FRAMES,
                              block_frames=self.plan.scan_block_frames).start()
         clip = self.scan.head()
-        if len(clip) >= NoiseGate.N_FFT:
+        self.whole_input_frames = len(clip) if len(clip) < NoiseGate.N_FFT else None
+        if self.whole_input_frames is None:
             self.chain.gate = NoiseGate(clip, self.plan.sample_rate)
             self.scan.decide_with(FloorBounds.of(self.chain.gate))  # single precision where it decides the floor
             self.scan.summarize_with(self.chain.packed_open_bins)  # keep 1 bit per bin, not 8 bytes
             self.chain.open_bins = self.scan.peaks
-        else:
-            self.notes.append(f"input shorter than one STFT window ({len(clip)} frames): noise reduction skipped")
         self.seconds = time.perf_counter() - started
         return self
 

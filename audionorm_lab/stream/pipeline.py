@@ -26,7 +26,7 @@ import numpy as np
 
 from .allocator import tune_malloc
 from .chain import Chain
-from ..errors import EmptyInputError, TooLongError
+from ..errors import DecodeError, EmptyInputError, TooLongError
 from ..dsp.geometry import BLOCK_SAMPLES, GATE_PIECE_FRAMES, check_width
 from .compat import endpoints
 from ..media.probe import AudioInfo, probe
@@ -160,6 +160,8 @@ def _normalize(open_input, info: AudioInfo, options: NormalizeOptions, output, p
         if scan is not None:
             notes += scan.start().notes
             seconds["profile"] = scan.seconds
+            if scan.whole_input_frames:  # shorter than one STFT frame: the service's gate on it whole
+                return _normalize_short(read_short_input(open_input, info), info, options, output, progress)
         if options.normalize_loudness:
             started = time.perf_counter()
             keep = {"in place": output.write, "spill file": spill.write if spill else None}.get(plan.gain_path)
@@ -186,12 +188,10 @@ def _normalize(open_input, info: AudioInfo, options: NormalizeOptions, output, p
                    decodes=decodes.count)
 
 
-def read_short_input(open_input, info: AudioInfo) -> np.ndarray | None:
-    """The whole input, float32 ``(frames, channels)``, when it decodes to fewer than
-    :data:`~audionorm_lab.stream.whole_input.SHORT_INPUT_FRAMES` frames (and to some); None otherwise. Reads no
-    further than that, and only where the header declares a short input or none."""
-    if info.frames is not None and info.frames >= 2 * SHORT_INPUT_FRAMES:
-        return None
+def read_short_input(open_input, info: AudioInfo) -> np.ndarray:
+    """The whole of an input the scan found shorter than
+    :data:`~audionorm_lab.stream.whole_input.SHORT_INPUT_FRAMES` frames: float32 ``(frames, channels)``, from a
+    decode of its own (the scan keeps only the channels' mean)."""
     source, blocks, frames = open_input(), [], 0
     try:
         while frames < SHORT_INPUT_FRAMES:
@@ -202,7 +202,10 @@ def read_short_input(open_input, info: AudioInfo) -> np.ndarray | None:
             frames += len(block)
     finally:
         source.close()
-    return np.concatenate(blocks) if 0 < frames < SHORT_INPUT_FRAMES else None
+    if not 0 < frames < SHORT_INPUT_FRAMES:
+        raise DecodeError(f"{info.path}: decoded to {frames} frames on a second read, under "
+                          f"{SHORT_INPUT_FRAMES} on the first")
+    return np.concatenate(blocks)
 
 
 def _normalize_short(samples: np.ndarray, info: AudioInfo, options: NormalizeOptions, output, progress
@@ -315,11 +318,7 @@ def normalize_file(src: str | os.PathLike, dst: str | os.PathLike, options: Norm
     dst = check_output_path(dst, src)
     ends = endpoints(info, dst, options)
     with ends.output as sink:
-        short = read_short_input(ends.open_input, info) if options.denoise else None
-        if short is not None:
-            report = _normalize_short(short, info, options, sink, progress)
-        else:
-            report = _normalize(ends.open_input, info, options, sink, progress)
+        report = _normalize(ends.open_input, info, options, sink, progress)
     return replace(report, output_path=str(dst), decoder=ends.decoder, output_format=ends.output_format)
 
 
@@ -335,9 +334,6 @@ def normalize_array(samples: np.ndarray, sample_rate: int, options: NormalizeOpt
     if len(source.samples) == 0:
         raise EmptyInputError("<array>: no audio frames")
     sink = ArraySink(len(source.samples), source.samples.shape[1])
-    if options.denoise and len(source.samples) < SHORT_INPUT_FRAMES:
-        report = _normalize_short(source.samples, source.info, options, sink, None)
-    else:
-        report = _normalize(lambda: ArraySource(source.samples, sample_rate), source.info, options, sink, None)
+    report = _normalize(lambda: ArraySource(source.samples, sample_rate), source.info, options, sink, None)
     out = sink.samples
     return out, report
