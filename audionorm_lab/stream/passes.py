@@ -65,7 +65,9 @@ class Reader:
             declared = f"its header declared {info.duration_seconds:.1f} s" if info.frames else "no declared length"
             raise TooLongError(f"{info.path}: decoding passed the {self.limit_frames / info.sample_rate:g} s limit "
                                f"({declared}): stopped there")
-        if not np.isfinite(block.sum()):  # one pass: NaN or +-inf anywhere makes the sum so (or a huge block, checked)
+        with np.errstate(invalid="ignore", over="ignore"):  # +inf and -inf sum to NaN: a finding, not a warning
+            total = block.sum()
+        if not np.isfinite(total):  # one pass: NaN or +-inf anywhere makes the sum so (or a huge block, checked)
             bad = ~np.isfinite(block)
             if bad.any():
                 self.repaired += int(bad.sum())
