@@ -39,9 +39,11 @@ class OptionError(AudionormError):
 
 
 class SampleRateError(OptionError):
-    """The noise gate cannot smooth its mask at the input's sample rate: noisereduce's stationary gate, as the
-    service calls it, refuses rates below 5120 Hz (50 ms is less than one 256-sample hop) and above 256 kHz (500 Hz
-    is less than one bin of a 1024-point STFT). Without the noise gate (``denoise=False``) such a file processes."""
+    """A stage cannot run at the input's sample rate. The noise gate: noisereduce's stationary gate, as the service
+    calls it, refuses rates below 5120 Hz (50 ms is less than one 256-sample hop) and above 256 kHz (500 Hz is less
+    than one bin of a 1024-point STFT); without it (``denoise=False``) such a file processes. The loudness meter:
+    below 3364 Hz BS.1770's K-weighting cannot be built; without loudness normalization
+    (``normalize_loudness=False``) such a file processes."""
 
 
 class TooShortError(AudionormError):

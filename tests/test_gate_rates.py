@@ -40,7 +40,8 @@ def test_a_rate_the_service_refuses_is_refused_in_one_line_by_both(tmp_path, rat
 @pytest.mark.parametrize("kernels", ["auto", "numpy"])
 def test_the_1000_hz_file_gets_one_line_with_the_gate_and_is_processed_without_it(tmp_path, kernels):
     """The lowest rate the toolkit takes, 30 s of mono 16-bit WAV: exit 2 and one line in float and service mode
-    (the service's own outcome), with the compiled kernels and the numpy path; ``--no-denoise`` processes it."""
+    (the service's own outcome), with the compiled kernels and the numpy path; without the gate the loudness meter
+    refuses it too, and with neither (``--no-denoise --no-loudness``) it processes."""
     src = tmp_path / "low.wav"
     sf.write(src, speech_like(30.0, 1000, 1, seed=3), 1000, subtype="PCM_16")
     env = {**os.environ, "AUDIONORM_KERNELS": kernels}
@@ -49,8 +50,12 @@ def test_the_1000_hz_file_gets_one_line_with_the_gate_and_is_processed_without_i
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-1500:]
         assert "time_mask_smooth_ms needs to be at least 256ms" in done.stderr
         assert not (tmp_path / f"{mode}.wav").exists()
+    # without the gate, the loudness meter cannot measure at 1000 Hz either (below 3364 Hz): one line again
     done = _cli(src, tmp_path / "plain.wav", "--no-denoise", env=env)
-    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-1500:]
+    assert "1,000 Hz is too low to measure loudness" in done.stderr and not (tmp_path / "plain.wav").exists()
+    done = _cli(src, tmp_path / "plain.wav", "--no-denoise", "--no-loudness", env=env)
+    assert done.returncode == 0 and done.stderr == "", done.stderr[-1500:]
     assert sf.info(str(tmp_path / "plain.wav")).frames == 30_000
 
 

@@ -1,13 +1,17 @@
 """The streaming meter against pyloudnorm and EBU Tech 3341, and normalization hitting its target."""
 
 import math
+import re
+import warnings
 
 import numpy as np
 import pyloudnorm
 import pytest
 import soundfile as sf
 
-from audionorm_lab import LoudnessMeter, integrated_loudness, normalize_array, normalize_file
+from audionorm_lab import (LoudnessMeter, SampleRateError, full_load, integrated_loudness, normalize_array,
+                           normalize_file)
+from audionorm_lab.dsp.loudness import LOWEST_MEASURABLE_RATE
 from conftest import music_like, noise, speech_like
 
 
@@ -30,7 +34,7 @@ def test_within_0_1_lu_of_pyloudnorm(kind, rate, channels):
     assert abs(stream(x, rate) - reference) <= 0.1
 
 
-@pytest.mark.parametrize("rate", [8000, 11025, 16000, 44100, 96000])
+@pytest.mark.parametrize("rate", [LOWEST_MEASURABLE_RATE, 8000, 11025, 16000, 44100, 96000])
 @pytest.mark.parametrize("channels", [1, 2, 5])
 def test_equals_pyloudnorms_exact_bs1770_filters_at_any_rate(rate, channels):
     """pyloudnorm's 'DeMan' filters are BS.1770's at 48 kHz and hold at other rates; so do ours."""
@@ -109,3 +113,26 @@ def test_peak_ceiling_limits_the_gain_and_says_so():
     assert any("ceiling" in note for note in report.notes)
     assert 20 * math.log10(np.max(np.abs(out))) <= -1.0 + 1e-3
     assert report.loudness_out_lufs < -5.0 - 0.5
+
+
+@pytest.mark.parametrize("rate", [1000, 2000, LOWEST_MEASURABLE_RATE - 1])
+def test_a_rate_whose_loudness_cannot_be_measured_is_refused_by_both_and_processes_without_the_gain(tmp_path, rate):
+    """Below 3364 Hz BS.1770's shelf (1682 Hz) lies above the Nyquist frequency and its design is unstable (the meter
+    said +68 LUFS for a -15 LUFS tone at 3363 Hz, and a gain of -90 dB followed): streaming and full-load refuse in
+    one line, with the same class, when the gain depends on it; without loudness normalization both write the same
+    file, and the meter says NaN rather than a figure or a numpy warning."""
+    src = tmp_path / "in.wav"
+    sf.write(src, speech_like(5.0, rate, 1, seed=5), rate, subtype="PCM_16")
+    words = rf"{re.escape(str(src))}: {rate:,} Hz is too low to measure loudness"
+    with pytest.raises(SampleRateError, match=words):
+        normalize_file(src, tmp_path / "s.wav", compat="service", denoise=False)
+    with pytest.raises(SampleRateError, match=words):
+        full_load(src, tmp_path / "f.wav", denoise=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        streamed = normalize_file(src, tmp_path / "s.wav", compat="service", denoise=False, normalize_loudness=False)
+        full_load(src, tmp_path / "f.wav", denoise=False, normalize_loudness=False)
+    assert (tmp_path / "s.wav").read_bytes() == (tmp_path / "f.wav").read_bytes()
+    assert math.isnan(streamed.loudness_in_lufs) and streamed.gain_db == 0.0
+    assert any(f"not measured below {LOWEST_MEASURABLE_RATE:,} Hz" in note for note in streamed.notes)

@@ -16,8 +16,14 @@ from array import array
 
 import numpy as np
 
+from ..errors import SampleRateError
 from .sections import weighted_power
 
+#: The corner of BS.1770's pre-filter shelf (its analog prototype), Hz.
+SHELF_HZ = 1681.9744509555319
+#: The lowest rate whose Nyquist frequency lies above the shelf's corner, Hz. Below it the bilinear design of the
+#: shelf is unstable and the meter says nothing true (+68 LUFS for a -15 LUFS tone at 3363 Hz, NaN at 2000 Hz).
+LOWEST_MEASURABLE_RATE = math.ceil(2 * SHELF_HZ)
 ABSOLUTE_GATE_LUFS = -70.0
 RELATIVE_GATE_LU = -10.0
 HOPS_PER_SECOND = 10  # 100 ms hops
@@ -32,7 +38,7 @@ def k_weighting_sos(sample_rate: int) -> np.ndarray:
     coefficients printed in BS.1770-4, Tables 1 and 2, and they hold at any rate.
     """
     # Stage 1: high shelf, about +4 dB above 1.5 kHz (head acoustics).
-    gain_db, q, fc = 3.99984385397, 0.7071752369554193, 1681.9744509555319
+    gain_db, q, fc = 3.99984385397, 0.7071752369554193, SHELF_HZ
     k = math.tan(math.pi * fc / sample_rate)
     vh = 10.0 ** (gain_db / 20.0)
     vb = vh ** 0.4996667741545416
@@ -45,6 +51,19 @@ def k_weighting_sos(sample_rate: int) -> np.ndarray:
     a0 = 1.0 + k / q + k * k
     highpass = [1.0, -2.0, 1.0, 1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
     return np.array([shelf, highpass])
+
+
+def measurable(sample_rate: int) -> bool:
+    """Whether K-weighting can be built at ``sample_rate`` (Hz): at :data:`LOWEST_MEASURABLE_RATE` or above."""
+    return sample_rate >= LOWEST_MEASURABLE_RATE
+
+
+def check_measurable(sample_rate: int) -> None:
+    """Refuse a ``sample_rate`` (Hz) whose loudness cannot be measured (:class:`SampleRateError`, in one line)."""
+    if not measurable(sample_rate):
+        raise SampleRateError(f"{sample_rate:,} Hz is too low to measure loudness: BS.1770's K-weighting needs its "
+                              f"shelf ({SHELF_HZ:.0f} Hz) below the Nyquist frequency, so at least "
+                              f"{LOWEST_MEASURABLE_RATE:,} Hz; without loudness normalization it processes")
 
 
 def channel_weights(channels: int) -> np.ndarray:
@@ -88,10 +107,13 @@ class LoudnessMeter:
     >>> for block in blocks:           # float (frames, channels), any block length
     ...     meter.update(block)
     >>> meter.integrated()             # LUFS; -inf for silence or under 400 ms
+
+    Below :data:`LOWEST_MEASURABLE_RATE` it counts frames and measures nothing: :meth:`integrated` is NaN.
     """
 
     def __init__(self, sample_rate: int, channels: int):
         self.sample_rate, self.channels = sample_rate, channels
+        self.measurable = measurable(sample_rate)
         self._sos = k_weighting_sos(sample_rate)
         self._weights = channel_weights(channels)
         self.reset()
@@ -115,6 +137,9 @@ class LoudnessMeter:
         """
         if block.ndim == 1:
             block = block[:, None]
+        if not self.measurable:
+            self.frames += len(block)
+            return
         for first in range(0, len(block), UPDATE_FRAMES):
             self._update(block[first: first + UPDATE_FRAMES])
 
@@ -150,8 +175,10 @@ class LoudnessMeter:
         With ``gain_db``, the loudness the same stream would measure after that gain:
         the absolute gate then admits or drops other blocks, so this is not simply
         the loudness plus ``gain_db`` for quiet material. ``-inf`` when no block
-        passes the absolute gate (silence, or less than 400 ms).
+        passes the absolute gate (silence, or less than 400 ms); NaN at a rate it cannot measure.
         """
+        if not self.measurable:
+            return float("nan")
         loudness = self.block_loudness() + gain_db
         above_absolute = loudness[loudness > ABSOLUTE_GATE_LUFS]
         if len(above_absolute) == 0:
@@ -161,7 +188,8 @@ class LoudnessMeter:
         return _mean_loudness(gated)
 
     def gain_to(self, target_lufs: float, tolerance_lu: float = 1e-4) -> float:
-        """The gain in dB after which the stream measures ``target_lufs`` (0.0 for silence).
+        """The gain in dB after which the stream measures ``target_lufs`` (0.0 for silence, or at a rate it cannot
+        measure).
 
         Solved on the stored 100 ms energies, re-gating at each step, so quiet
         blocks that a gain lifts over the -70 LUFS gate are counted as they will be.

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from ..dsp.gate_grid import GateGrid
 from ..errors import SampleRateError
 from ..dsp.kernels import describe as describe_kernels
+from ..dsp.loudness import LOWEST_MEASURABLE_RATE, check_measurable, measurable
 from ..dsp.geometry import BLOCK_SAMPLES, SCAN_BLOCK_SAMPLES, SHARED_LEAD_SAMPLES, capped_frames, frames_of
 from ..media.probe import AudioInfo
 from .options import NormalizeOptions
@@ -128,6 +129,14 @@ def _gate_geometry(info: AudioInfo) -> tuple[int, int]:
         raise SampleRateError(f"{info.path}: {exc}") from None
 
 
+def check_loudness_rate(path, sample_rate: int) -> None:
+    """Refuse a rate (Hz) the loudness meter cannot measure at, named with ``path``: the gain depends on it."""
+    try:
+        check_measurable(sample_rate)
+    except SampleRateError as exc:
+        raise SampleRateError(f"{path}: {exc}") from None
+
+
 def make_plan(info: AudioInfo, options: NormalizeOptions, output=None) -> Plan:
     """The plan for ``info`` with ``options`` into ``output`` (an :class:`~audionorm_lab.media.sinks.AtomicSink` or an
     array sink; None leaves the gain path undecided, for estimates)."""
@@ -136,6 +145,11 @@ def make_plan(info: AudioInfo, options: NormalizeOptions, output=None) -> Plan:
     notes = list(sections.notes)
     workers, note = _workers(options)
     hop, context = _gate_geometry(info) if options.denoise else (1, 0)
+    if options.normalize_loudness:
+        check_loudness_rate(info.path, rate)
+    elif not measurable(rate):
+        notes.append(f"loudness is not measured below {LOWEST_MEASURABLE_RATE:,} Hz (BS.1770's K-weighting): "
+                     f"the report's loudness figures are NaN")
     grid = GateGrid.named(options.gate_grid, hop) if options.denoise else None
     # On the service grid a gate block starts on its piece's grid, up to one hop inside the overlap.
     reach = context + (hop if grid is not None and grid.zero_extended else 0)
