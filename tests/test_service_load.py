@@ -56,6 +56,15 @@ def cut_short_by(results: dict, kind: str) -> list[tuple[float, float, float]]:
     return found
 
 
+def held_through_the_fault(results: dict, cut: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
+    """The runs of ``cut`` (:func:`cut_short_by`) whose message no broker restart put back on the queue between its
+    earliest delivery and the fault. At a restart each worker's connection drops and kombu restores the messages it
+    held ("Restoring 2 unacknowledged message(s)"), so the fault did not lose those: in one soak, a cold shutdown's
+    job ran again 3.3 s after it, on a message restored by the restart 4 s before and delivered again then."""
+    restarts = [fault["time"] for fault in results["faults"] if fault["kind"] == "restart-broker"]
+    return [run for run in cut if not any(run[0] <= restart <= run[1] for restart in restarts)]
+
+
 def check_no_job_lost(results: dict, out: Path, broker: str) -> None:
     """A load run with every fault kind: every job finished, checked; each fault injected; nothing left."""
     assert results["lost"] == 0 and results["failed"] == 0 and results["partial_outputs"] == 0, results["failures"]
@@ -83,8 +92,9 @@ def check_no_job_lost(results: dict, out: Path, broker: str) -> None:
     assert cut, results["faults"]
     if broker == "redis":  # its timeout runs from the message's delivery, which came after the bound cut_short_by gives
         timeout = results["parameters"]["visibility_timeout_seconds"]
+        held = held_through_the_fault(results, cut)
         assert all(restarted - delivered_after >= timeout - 1.0
-                   for delivered_after, _, restarted in cut), (timeout, cut)
+                   for delivered_after, _, restarted in held), (timeout, held, cut)
     else:  # back at once: the first of them runs again well before Redis's timeout would have let it
         assert results["parameters"]["visibility_timeout_seconds"] is None
         longest = max(job["input_seconds"] or 0.0 for job in results["jobs"])
