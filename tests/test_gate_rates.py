@@ -49,6 +49,7 @@ def test_the_1000_hz_file_gets_one_line_with_the_gate_and_is_processed_without_i
         done = _cli(src, tmp_path / f"{mode}.wav", "--compat", mode, env=env)
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-1500:]
         assert "time_mask_smooth_ms needs to be at least 256ms" in done.stderr
+        assert "without the noise gate and loudness normalization it processes" in done.stderr
         assert not (tmp_path / f"{mode}.wav").exists()
     # without the gate, the loudness meter cannot measure at 1000 Hz either (below 3364 Hz): one line again
     done = _cli(src, tmp_path / "plain.wav", "--no-denoise", env=env)

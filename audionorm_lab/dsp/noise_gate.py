@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import SampleRateError
 from .chunks import array_reader, context_chunks
 from .gate_kernels import apply_gate, column_max_abs
+from .loudness import measurable
 from .numpy_kernels import smooth_mask
 from .geometry import GATE_PIECE_FRAMES
 from .parallel import ordered_map
@@ -44,7 +45,7 @@ def mask_smoothing(sample_rate: int, n_fft: int, hop: int, freq_mask_smooth_hz: 
     if n_grad_time < 1:
         raise SampleRateError(f"{sample_rate} Hz is too low for the noise gate: time_mask_smooth_ms needs to be at "
                               f"least {int((hop / sample_rate) * 1000)}ms (noisereduce's check); without the noise "
-                              f"gate it processes")
+                              f"gate{'' if measurable(sample_rate) else ' and loudness normalization'} it processes")
     return n_grad_freq, n_grad_time
 
 
