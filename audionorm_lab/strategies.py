@@ -25,10 +25,9 @@ from .errors import DecodeError, EmptyInputError, NotAudioError, OptionError
 from .media.containers import ffmpeg_input
 from .media.probe import AudioInfo, check_input_file, last_line, probe, require_tool
 from .media.sinks import AtomicSink, SINK_FORMATS, check_output_path, make_partial
-from .dsp.loudness import LoudnessMeter
+from .dsp.loudness import LoudnessMeter, check_measurable
 from .stream.options import NormalizeOptions
 from .stream.pipeline import NormalizeReport, normalize_array, normalize_file
-from .stream.plan import check_loudness_rate
 from .stream.whole_input import service_gate
 from .media.service_decode import pcm_to_float32
 from .media.service_export import service_pcm16
@@ -78,7 +77,7 @@ def _process_in_memory(samples: np.ndarray, sample_rate: int, options: Normalize
     if options.denoise:
         samples = service_gate(samples, sample_rate, name)
     if options.normalize_loudness:
-        check_loudness_rate(name, sample_rate)
+        check_measurable(sample_rate, name)
     out, report = normalize_array(samples, sample_rate, replace(options, denoise=False), chunk_seconds=float("inf"))
     report.loudness_in_lufs = meter_in.integrated()
     if options.denoise:

@@ -29,7 +29,6 @@ def pytest_collection_modifyitems(items: list) -> None:
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
-
 def speech_like(seconds: float, rate: int, channels: int = 2, seed: int = 0, snr_db: float = 20.0) -> np.ndarray:
     """Voiced syllables (harmonics of a gliding pitch under formant-like weights), pauses, pink-ish noise."""
     rng = np.random.default_rng(seed)

@@ -58,10 +58,11 @@ def measurable(sample_rate: int) -> bool:
     return sample_rate >= LOWEST_MEASURABLE_RATE
 
 
-def check_measurable(sample_rate: int) -> None:
-    """Refuse a ``sample_rate`` (Hz) whose loudness cannot be measured (:class:`SampleRateError`, in one line)."""
+def check_measurable(sample_rate: int, name: str) -> None:
+    """Refuse ``name``'s ``sample_rate`` (Hz) where its loudness cannot be measured (:class:`SampleRateError`, in one
+    line): the gain depends on it."""
     if not measurable(sample_rate):
-        raise SampleRateError(f"{sample_rate:,} Hz is too low to measure loudness: BS.1770's K-weighting needs its "
+        raise SampleRateError(f"{name}: {sample_rate:,} Hz is too low to measure loudness: BS.1770's K-weighting needs its "
                               f"shelf ({SHELF_HZ:.0f} Hz) below the Nyquist frequency, so at least "
                               f"{LOWEST_MEASURABLE_RATE:,} Hz; without loudness normalization it processes")
 

@@ -129,14 +129,6 @@ def _gate_geometry(info: AudioInfo) -> tuple[int, int]:
         raise SampleRateError(f"{info.path}: {exc}") from None
 
 
-def check_loudness_rate(path, sample_rate: int) -> None:
-    """Refuse a rate (Hz) the loudness meter cannot measure at, named with ``path``: the gain depends on it."""
-    try:
-        check_measurable(sample_rate)
-    except SampleRateError as exc:
-        raise SampleRateError(f"{path}: {exc}") from None
-
-
 def make_plan(info: AudioInfo, options: NormalizeOptions, output=None) -> Plan:
     """The plan for ``info`` with ``options`` into ``output`` (an :class:`~audionorm_lab.media.sinks.AtomicSink` or an
     array sink; None leaves the gain path undecided, for estimates)."""
@@ -146,7 +138,7 @@ def make_plan(info: AudioInfo, options: NormalizeOptions, output=None) -> Plan:
     workers, note = _workers(options)
     hop, context = _gate_geometry(info) if options.denoise else (1, 0)
     if options.normalize_loudness:
-        check_loudness_rate(info.path, rate)
+        check_measurable(rate, str(info.path))
     elif not measurable(rate):
         notes.append(f"loudness is not measured below {LOWEST_MEASURABLE_RATE:,} Hz (BS.1770's K-weighting): "
                      f"the report's loudness figures are NaN")
